@@ -1,0 +1,312 @@
+/* Group commit. Writes put their data on disk first and change only the
+ * in-memory metadata; a commit then carries one generation of changes to
+ * RocksDB in a single batch:
+ *   1. on the loop thread, serialize every dirty object into a batch and
+ *      start the next generation (writes go on meanwhile);
+ *   2. on a worker thread, fdatasync every data disk, then write the batch
+ *      with sync=true;
+ *   3. back on the loop, blocks released by that generation become
+ *      allocatable and FLUSH/FUA waiters complete.
+ * So metadata never reaches disk before the data it points to, and a block
+ * the durable metadata points to is never overwritten (SDS-NOTES 1-3). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sds_internal.h"
+#include "util.h"
+
+void sds_commit_mark(struct sds_pool *p)
+{
+	p->dirty = true;
+}
+
+static void sds_commit__put_super(struct sds_pool *p, rocksdb_writebatch_t *b)
+{
+	uint8_t v[8 + 4 + 16 + 4 + 8 + 8];
+	memcpy(v, SDS_MAGIC, 8);
+	put_be32(v + 8, SDS_FORMAT_VERSION);
+	memcpy(v + 12, p->uuid, 16);
+	put_be32(v + 28, p->ndisks);
+	put_be64(v + 32, p->next_vdisk_id);
+	put_be64(v + 40, p->next_extent_id);
+	rocksdb_writebatch_put(b, "S", 1, (const char *)v, sizeof(v));
+}
+
+static void sds_commit__put_vd(struct sds_vd *vd, rocksdb_writebatch_t *b)
+{
+	uint8_t k[13];
+	size_t kl;
+	uint64_t nchunks = DIV_ROUND_UP(vd->nvb, SDS_MAP_CHUNK);
+	if (vd->removed) {
+		kl = sds_key_u64(k, SDS_K_VDISK, vd->id);
+		rocksdb_writebatch_delete(b, (const char *)k, kl);
+		uint8_t end[13];
+		sds_key_u64_u32(k, SDS_K_MAP, vd->id, 0);
+		sds_key_u64_u32(end, SDS_K_MAP, vd->id, UINT32_MAX);
+		rocksdb_writebatch_delete_range(b, (const char *)k, 13,
+						(const char *)end, 13);
+		return;
+	}
+	if (vd->rec_dirty) {
+		uint8_t v[128];
+		sds_vd_encode(vd, v);
+		kl = sds_key_u64(k, SDS_K_VDISK, vd->id);
+		rocksdb_writebatch_put(b, (const char *)k, kl, (const char *)v,
+				       sds_vd_rec_len());
+		vd->rec_dirty = false;
+	}
+	uint8_t v[SDS_MAP_CHUNK * 8];
+	for (uint64_t c = 0; c < nchunks; c++) {
+		if (!vd->map_dirty[c])
+			continue;
+		vd->map_dirty[c] = 0;
+		uint64_t first = c * SDS_MAP_CHUNK;
+		uint64_t n = MIN((uint64_t)SDS_MAP_CHUNK, vd->nvb - first);
+		bool empty = true;
+		for (uint64_t i = 0; i < n; i++) {
+			put_be64(v + i * 8, vd->map[first + i]);
+			empty &= vd->map[first + i] == 0;
+		}
+		kl = sds_key_u64_u32(k, SDS_K_MAP, vd->id, (uint32_t)c);
+		if (empty)
+			rocksdb_writebatch_delete(b, (const char *)k, kl);
+		else
+			rocksdb_writebatch_put(b, (const char *)k, kl,
+					       (const char *)v, n * 8);
+		if (c + 1 > vd->map_chunks_on_disk)
+			vd->map_chunks_on_disk = c + 1;
+	}
+	for (uint64_t c = nchunks; c < vd->map_chunks_on_disk; c++) {
+		kl = sds_key_u64_u32(k, SDS_K_MAP, vd->id, (uint32_t)c);
+		rocksdb_writebatch_delete(b, (const char *)k, kl);
+	}
+	if (vd->map_chunks_on_disk > nchunks)
+		vd->map_chunks_on_disk = nchunks;
+}
+
+/* Writes "tag key -> be32 count" for each dirty key, deleting keys whose
+ * count fell back to 1. */
+static void sds_commit__put_counts(rocksdb_writebatch_t *b, char tag,
+				   struct hmap *counts, struct hmap *dirty)
+{
+	uint64_t key, unused;
+	for (size_t pos = 0; hmap_next(dirty, &pos, &key, &unused);) {
+		uint8_t k[9], v[4];
+		size_t kl = sds_key_u64(k, tag, key);
+		uint64_t n;
+		if (hmap_get(counts, key, &n)) {
+			put_be32(v, (uint32_t)n);
+			rocksdb_writebatch_put(b, (const char *)k, kl,
+					       (const char *)v, 4);
+		} else {
+			rocksdb_writebatch_delete(b, (const char *)k, kl);
+		}
+	}
+	hmap_free(dirty);
+}
+
+static rocksdb_writebatch_t *sds_commit__build(struct sds_pool *p)
+{
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	uint8_t k[13];
+	size_t kl;
+	if (p->super_dirty) {
+		sds_commit__put_super(p, b);
+		p->super_dirty = false;
+	}
+	struct sds_vd *vd, *tmp;
+	TAILQ_FOREACH_SAFE(vd, &p->vds, link, tmp) {
+		sds_commit__put_vd(vd, b);
+		if (vd->removed) {
+			TAILQ_REMOVE(&p->vds, vd, link);
+			free(vd->map);
+			free(vd->map_dirty);
+			free(vd);
+		}
+	}
+	uint8_t ev[SDS_EXTENT_VALUE_LEN];
+	uint64_t id, val;
+	for (size_t pos = 0; hmap_next(&p->ext_cache, &pos, &id, &val);) {
+		struct sds_extent *e = (struct sds_extent *)(uintptr_t)val;
+		if (!e->dirty)
+			continue;
+		sds_extent_encode(e, ev);
+		kl = sds_key_u64(k, SDS_K_EXTENT, e->id);
+		rocksdb_writebatch_put(b, (const char *)k, kl,
+				       (const char *)ev, sizeof(ev));
+		e->dirty = false;
+		e->saved_gen = p->cur_gen;
+	}
+	for (size_t pos = 0; hmap_next(&p->ext_dead, &pos, &id, &val);) {
+		kl = sds_key_u64(k, SDS_K_EXTENT, id);
+		rocksdb_writebatch_delete(b, (const char *)k, kl);
+	}
+	hmap_free(&p->ext_dead);
+	sds_commit__put_counts(b, SDS_K_EXTRC, &p->ext_rc, &p->ext_rc_dirty);
+	sds_commit__put_counts(b, SDS_K_PBARC, &p->pba_rc, &p->pba_rc_dirty);
+	for (unsigned i = 0; i < p->ndisks; i++) {
+		struct sds_disk *d = &p->disks[i];
+		for (uint64_t c = 0; c < d->nchunks; c++) {
+			if (!d->dirty[c])
+				continue;
+			d->dirty[c] = 0;
+			kl = sds_key_alloc(k, i, (uint32_t)c);
+			rocksdb_writebatch_put(
+				b, (const char *)k, kl,
+				(const char *)d->used +
+					c * (SDS_ALLOC_CHUNK / 8),
+				SDS_ALLOC_CHUNK / 8);
+		}
+	}
+	return b;
+}
+
+static void sds_commit__work(uv_work_t *w)
+{
+	struct sds_pool *p = w->data;
+	p->commit_status = 0;
+	for (unsigned i = 0; i < p->ndisks; i++) {
+		if (fdatasync(p->disks[i].fd) != 0) {
+			p->commit_status = -errno;
+			snprintf(p->commit_err, sizeof(p->commit_err),
+				 "fdatasync %s: %s", p->disks[i].path,
+				 strerror(errno));
+			return;
+		}
+	}
+	p->commit_status = sds_meta_write_sync(&p->meta, p->commit_batch,
+					       p->commit_err,
+					       sizeof(p->commit_err));
+}
+
+static void sds_commit__wake(struct sds_pool *p, bool all, int status)
+{
+	struct sds_req *r, *tmp;
+	TAILQ_FOREACH_SAFE(r, &p->commit_waiters, link, tmp) {
+		if (all || r->target_gen <= p->durable_gen) {
+			TAILQ_REMOVE(&p->commit_waiters, r, link);
+			if (status)
+				r->status = status;
+			sds_req_continue(r);
+		}
+	}
+}
+
+static void sds_commit__start(struct sds_pool *p);
+
+static void sds_commit__done(uv_work_t *w, int status)
+{
+	struct sds_pool *p = w->data;
+	rocksdb_writebatch_destroy(p->commit_batch);
+	p->commit_batch = NULL;
+	p->committing = false;
+	int st = status ? status : p->commit_status;
+	if (st) {
+		/* The metadata on disk is still the previous generation and
+		 * consistent, but the changes of this one are no longer
+		 * tracked as dirty: fail everything from now on; a restart
+		 * recovers the last durable state. */
+		log_error("sds", "commit failed: %s; pool is now failed",
+			  p->commit_err);
+		p->failed = true;
+		sds_commit__wake(p, true, -EIO);
+		p->st.io_errors++;
+		return;
+	}
+	p->durable_gen = p->cur_gen - 1;
+	p->st.commits++;
+	sds_alloc_durable(p, p->free_committing, p->nfree_committing);
+	free(p->free_committing);
+	p->free_committing = NULL;
+	p->nfree_committing = 0;
+	sds_commit__wake(p, false, 0);
+	/* Requests that ran out of space retry now that frees are durable. */
+	struct sds_req *r;
+	while ((r = TAILQ_FIRST(&p->space_waiters)) != NULL) {
+		TAILQ_REMOVE(&p->space_waiters, r, link);
+		sds_req_continue(r);
+	}
+	sds_extent_cache_trim(p);
+	if (p->commit_again || !TAILQ_EMPTY(&p->commit_waiters)) {
+		p->commit_again = false;
+		sds_commit__start(p);
+	} else if (p->closing) {
+		sds_pool_maybe_closed(p);
+	}
+}
+
+static void sds_commit__start(struct sds_pool *p)
+{
+	if (p->committing) {
+		p->commit_again = true;
+		return;
+	}
+	if (!p->dirty) {
+		sds_commit__wake(p, true, 0);
+		return;
+	}
+	p->commit_batch = sds_commit__build(p);
+	p->dirty = false;
+	p->free_committing = p->free_cur;
+	p->nfree_committing = p->nfree_cur;
+	p->free_cur = NULL;
+	p->nfree_cur = p->cap_free_cur = 0;
+	p->cur_gen++;
+	p->committing = true;
+	p->commit_work.data = p;
+	int rc = uv_queue_work(p->loop, &p->commit_work, sds_commit__work,
+			       sds_commit__done);
+	if (rc) {
+		p->commit_status = rc;
+		snprintf(p->commit_err, sizeof(p->commit_err),
+			 "uv_queue_work: %s", uv_strerror(rc));
+		sds_commit__done(&p->commit_work, rc);
+	}
+}
+
+void sds_commit_request(struct sds_pool *p)
+{
+	sds_commit__start(p);
+}
+
+/* A FLUSH or FUA write waits for the generation holding every change made
+ * so far; nothing dirty and nothing committing means it is durable now. */
+void sds_commit_wait(struct sds_pool *p, struct sds_req *r)
+{
+	if (!p->dirty && !p->committing) {
+		sds_req_continue(r);
+		return;
+	}
+	r->target_gen = p->dirty ? p->cur_gen : p->cur_gen - 1;
+	TAILQ_INSERT_TAIL(&p->commit_waiters, r, link);
+	if (p->dirty)
+		sds_commit__start(p);
+}
+
+bool sds_commit_busy(struct sds_pool *p)
+{
+	return p->committing || p->dirty;
+}
+
+static void sds_commit__tick(uv_timer_t *t)
+{
+	struct sds_pool *p = t->data;
+	if (p->dirty && !p->committing)
+		sds_commit__start(p);
+}
+
+int sds_commit_init(struct sds_pool *p)
+{
+	TAILQ_INIT(&p->commit_waiters);
+	TAILQ_INIT(&p->space_waiters);
+	p->cur_gen = 1;
+	p->durable_gen = 0;
+	uv_timer_init(p->loop, &p->commit_timer);
+	p->commit_timer.data = p;
+	return uv_timer_start(&p->commit_timer, sds_commit__tick,
+			      p->opts.commit_interval_ms,
+			      p->opts.commit_interval_ms);
+}

@@ -1,0 +1,139 @@
+/* RocksDB holds every piece of pool metadata. The write-ahead log is on;
+ * commits are written with sync=true only from the group commit (commit.c),
+ * after the data they point to has been made durable. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sds_internal.h"
+#include "util.h"
+
+int sds_meta_open(struct sds_meta *m, const char *path, bool create,
+		  char *err, size_t errlen)
+{
+	memset(m, 0, sizeof(*m));
+	m->opts = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(m->opts, create);
+	rocksdb_options_set_error_if_exists(m->opts, create);
+	/* Small, point-lookup heavy values: a bloom filter and a modest block
+	 * cache serve cache misses of the extent cache in one lookup. */
+	rocksdb_block_based_table_options_t *t =
+		rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_filter_policy(
+		t, rocksdb_filterpolicy_create_bloom(10));
+	m->cache = rocksdb_cache_create_lru(32u << 20);
+	rocksdb_block_based_options_set_block_cache(t, m->cache);
+	rocksdb_options_set_block_based_table_factory(m->opts, t);
+	rocksdb_block_based_options_destroy(t);
+	rocksdb_options_set_write_buffer_size(m->opts, 16u << 20);
+	rocksdb_options_set_max_background_jobs(m->opts, 2);
+	rocksdb_options_set_keep_log_file_num(m->opts, 2);
+	char *e = NULL;
+	m->db = rocksdb_open(m->opts, path, &e);
+	if (e) {
+		snprintf(err, errlen, "rocksdb open %s: %s", path, e);
+		free(e);
+		sds_meta_close(m);
+		return -EIO;
+	}
+	m->ropts = rocksdb_readoptions_create();
+	m->wopts_sync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(m->wopts_sync, 1);
+	return 0;
+}
+
+void sds_meta_close(struct sds_meta *m)
+{
+	if (m->db)
+		rocksdb_close(m->db);
+	if (m->ropts)
+		rocksdb_readoptions_destroy(m->ropts);
+	if (m->wopts_sync)
+		rocksdb_writeoptions_destroy(m->wopts_sync);
+	if (m->opts)
+		rocksdb_options_destroy(m->opts);
+	if (m->cache)
+		rocksdb_cache_destroy(m->cache);
+	memset(m, 0, sizeof(*m));
+}
+
+void *sds_meta_get(struct sds_meta *m, const uint8_t *key, size_t klen,
+		   size_t *len)
+{
+	char *e = NULL;
+	size_t vl = 0;
+	char *v = rocksdb_get(m->db, m->ropts, (const char *)key, klen, &vl,
+			      &e);
+	if (e) {
+		free(e);
+		*len = SIZE_MAX;
+		return NULL;
+	}
+	*len = v ? vl : 0;
+	return v;
+}
+
+int sds_meta_write_sync(struct sds_meta *m, rocksdb_writebatch_t *b,
+			char *err, size_t errlen)
+{
+	char *e = NULL;
+	rocksdb_write(m->db, m->wopts_sync, b, &e);
+	if (e) {
+		snprintf(err, errlen, "rocksdb write: %s", e);
+		free(e);
+		return -EIO;
+	}
+	return 0;
+}
+
+int sds_meta_scan(struct sds_meta *m, const uint8_t *prefix, size_t plen,
+		  int (*fn)(void *arg, const uint8_t *k, size_t kl,
+			    const uint8_t *v, size_t vl),
+		  void *arg)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator(m->db, m->ropts);
+	int rc = 0;
+	for (rocksdb_iter_seek(it, (const char *)prefix, plen);
+	     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		if (kl < plen || memcmp(k, prefix, plen) != 0)
+			break;
+		const char *v = rocksdb_iter_value(it, &vl);
+		rc = fn(arg, (const uint8_t *)k, kl, (const uint8_t *)v, vl);
+		if (rc)
+			break;
+	}
+	char *e = NULL;
+	rocksdb_iter_get_error(it, &e);
+	if (e) {
+		free(e);
+		rc = -EIO;
+	}
+	rocksdb_iter_destroy(it);
+	return rc;
+}
+
+size_t sds_key_u64(uint8_t *k, char tag, uint64_t a)
+{
+	k[0] = (uint8_t)tag;
+	put_be64(k + 1, a);
+	return 9;
+}
+
+size_t sds_key_u64_u32(uint8_t *k, char tag, uint64_t a, uint32_t b)
+{
+	k[0] = (uint8_t)tag;
+	put_be64(k + 1, a);
+	put_be32(k + 9, b);
+	return 13;
+}
+
+size_t sds_key_alloc(uint8_t *k, unsigned disk, uint32_t chunk)
+{
+	k[0] = SDS_K_ALLOC;
+	put_be32(k + 1, disk);
+	put_be32(k + 5, chunk);
+	return 9;
+}

@@ -1,0 +1,629 @@
+/* Storage engine tests on real files, real io_uring and real RocksDB.
+ * Each IO is checked against an in-memory model of the vdisk. */
+#include <cairn/sds.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static int failures;
+#define CHECK(c)                                                             \
+	do {                                                                 \
+		if (!(c)) {                                                  \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
+				__LINE__, #c);                               \
+			failures++;                                          \
+		}                                                            \
+	} while (0)
+#define CHECK_EQ(a, b)                                                       \
+	do {                                                                 \
+		long long a_ = (long long)(a), b_ = (long long)(b);          \
+		if (a_ != b_) {                                              \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n",  \
+				__FILE__, __LINE__, #a, a_, b_);             \
+			failures++;                                          \
+		}                                                            \
+	} while (0)
+
+struct env {
+	uv_loop_t loop;
+	char base[64];  /* temp dir */
+	char dir[128];  /* pool dir */
+	char disk0[128], disk1[128];
+	struct sds_pool *pool;
+};
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static void *abuf(size_t len)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, 4096, len ? len : 4096))
+		abort();
+	memset(p, 0, len);
+	return p;
+}
+
+struct waiter {
+	bool done;
+	int status;
+};
+
+static void io_cb(struct sds_io *io, int status)
+{
+	struct waiter *w = io->priv;
+	w->done = true;
+	w->status = status;
+}
+
+static int run_io(struct env *e, struct sds_vdisk *v, struct sds_io *io)
+{
+	struct waiter w = {0};
+	io->priv = &w;
+	io->cb = io_cb;
+	sds_vdisk_submit(v, io);
+	CHECK(!w.done); /* completions never run inside submit */
+	while (!w.done)
+		uv_run(&e->loop, UV_RUN_ONCE);
+	return w.status;
+}
+
+static int rw(struct env *e, struct sds_vdisk *v, enum sds_op op, uint64_t off,
+	      uint64_t len, void *buf)
+{
+	struct sds_io io = {.op = op, .offset = off, .len = len, .buf = buf};
+	return run_io(e, v, &io);
+}
+
+static void flush_cb(void *arg, int status)
+{
+	struct waiter *w = arg;
+	w->done = true;
+	w->status = status;
+}
+
+static int pool_flush(struct env *e)
+{
+	struct waiter w = {0};
+	sds_pool_flush(e->pool, flush_cb, &w);
+	while (!w.done)
+		uv_run(&e->loop, UV_RUN_ONCE);
+	return w.status;
+}
+
+static void closed_cb(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static void env_close(struct env *e)
+{
+	bool done = false;
+	sds_pool_close(e->pool, closed_cb, &done);
+	while (!done)
+		uv_run(&e->loop, UV_RUN_ONCE);
+	e->pool = NULL;
+}
+
+static void env_open(struct env *e, bool no_checksum)
+{
+	char err[256];
+	struct sds_pool_opts o = {.no_checksum = no_checksum,
+				  .cache_extents = 64};
+	int rc = sds_pool_open(&e->loop, e->dir, &o, &e->pool, err,
+			       sizeof(err));
+	if (rc) {
+		fprintf(stderr, "open: %s\n", err);
+		exit(1);
+	}
+}
+
+static void env_init(struct env *e, uint64_t disk_size)
+{
+	memset(e, 0, sizeof(*e));
+	uv_loop_init(&e->loop);
+	snprintf(e->base, sizeof(e->base), "/tmp/cairn-test-sds-XXXXXX");
+	if (!mkdtemp(e->base))
+		abort();
+	snprintf(e->disk0, sizeof(e->disk0), "%s/d0.img", e->base);
+	snprintf(e->disk1, sizeof(e->disk1), "%s/d1.img", e->base);
+	snprintf(e->dir, sizeof(e->dir), "%s/pool", e->base);
+	char err[256];
+	const char *disks[] = {e->disk0, e->disk1};
+	uint64_t sizes[] = {disk_size, disk_size};
+	int rc = sds_pool_format(e->dir, disks, sizes, 2, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "format: %s\n", err);
+		exit(1);
+	}
+	env_open(e, false);
+}
+
+static void env_fini(struct env *e)
+{
+	if (e->pool)
+		env_close(e);
+	uv_loop_close(&e->loop);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->base);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cleanup failed\n");
+}
+
+static uint64_t used_bytes(struct env *e)
+{
+	struct sds_pool_stats st;
+	sds_pool_stats(e->pool, &st);
+	return st.used_bytes;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void fill(uint8_t *b, size_t len, uint64_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		b[i] = (uint8_t)((seed * 131 + i * 7 + (i >> 9)) ^ (seed >> 3));
+}
+
+static void test_basic_rw(void)
+{
+	struct env e;
+	env_init(&e, 64 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "a", 16 << 20, 4096), 0);
+	struct sds_vdisk *v;
+	CHECK_EQ(sds_vdisk_open(e.pool, "a", &v), 0);
+	uint8_t *w = abuf(1 << 20), *r = abuf(1 << 20);
+	/* never written: zeroes, and no space */
+	memset(r, 0xaa, 8192);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 4096, 8192, r), 0);
+	for (int i = 0; i < 8192; i++)
+		if (r[i]) {
+			CHECK(!"hole not zero");
+			break;
+		}
+	CHECK_EQ(used_bytes(&e), 0);
+	fill(w, 1 << 20, 1);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 3 << 20, 1 << 20, w), 0);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 3 << 20, 1 << 20, r), 0);
+	CHECK(memcmp(w, r, 1 << 20) == 0);
+	CHECK_EQ(used_bytes(&e), 1 << 20);
+	/* overwrite: redirect on write keeps usage flat once durable */
+	fill(w, 1 << 20, 2);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 3 << 20, 1 << 20, w), 0);
+	CHECK_EQ(pool_flush(&e), 0);
+	CHECK_EQ(used_bytes(&e), 1 << 20);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 3 << 20, 1 << 20, r), 0);
+	CHECK(memcmp(w, r, 1 << 20) == 0);
+	/* unaligned caller buffer */
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 3 << 20, 4096, r + 1), 0);
+	CHECK(memcmp(w, r + 1, 4096) == 0);
+	sds_vdisk_close(v);
+	CHECK_EQ(pool_flush(&e), 0);
+	/* durable across reopen */
+	env_close(&e);
+	env_open(&e, false);
+	CHECK_EQ(sds_vdisk_open(e.pool, "a", &v), 0);
+	memset(r, 0, 1 << 20);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 3 << 20, 1 << 20, r), 0);
+	CHECK(memcmp(w, r, 1 << 20) == 0);
+	CHECK_EQ(used_bytes(&e), 1 << 20);
+	sds_vdisk_close(v);
+	free(w);
+	free(r);
+	env_fini(&e);
+}
+
+/* Random IO on a 512-byte-sector vdisk against a model. */
+static void test_model(void)
+{
+	struct env e;
+	env_init(&e, 64 << 20);
+	const uint64_t size = 8 << 20;
+	CHECK_EQ(sds_vdisk_create(e.pool, "m", size, 512), 0);
+	struct sds_vdisk *v;
+	CHECK_EQ(sds_vdisk_open(e.pool, "m", &v), 0);
+	uint8_t *model = calloc(1, size);
+	uint8_t *buf = abuf(512 << 10), *cmp = abuf(512 << 10);
+	for (int iter = 0; iter < 600; iter++) {
+		uint64_t len = (1 + rnd() % 256) * 512;
+		uint64_t off = (rnd() % ((size - len) / 512 + 1)) * 512;
+		int op = (int)(rnd() % 10);
+		if (op < 4) {
+			fill(buf, len, rnd());
+			CHECK_EQ(rw(&e, v, SDS_OP_WRITE, off, len, buf), 0);
+			memcpy(model + off, buf, len);
+		} else if (op < 5) {
+			CHECK_EQ(rw(&e, v, SDS_OP_WRITE_ZEROES, off, len, NULL),
+				 0);
+			memset(model + off, 0, len);
+		} else if (op < 6) {
+			struct sds_io io = {.op = SDS_OP_WRITE_ZEROES,
+					    .flags = SDS_IO_NO_UNMAP,
+					    .offset = off, .len = len};
+			CHECK_EQ(run_io(&e, v, &io), 0);
+			memset(model + off, 0, len);
+		} else if (op < 7) {
+			/* Unmap is advisory for partial blocks: the model
+			 * zeroes only whole blocks. */
+			CHECK_EQ(rw(&e, v, SDS_OP_UNMAP, off, len, NULL), 0);
+			uint64_t a = (off + 4095) / 4096 * 4096;
+			uint64_t b = (off + len) / 4096 * 4096;
+			if (b > a)
+				memset(model + a, 0, b - a);
+		} else {
+			CHECK_EQ(rw(&e, v, SDS_OP_READ, off, len, buf), 0);
+			CHECK(memcmp(buf, model + off, len) == 0);
+		}
+		if (iter % 100 == 99)
+			CHECK_EQ(pool_flush(&e), 0);
+	}
+	sds_vdisk_close(v);
+	env_close(&e);
+	env_open(&e, false);
+	CHECK_EQ(sds_vdisk_open(e.pool, "m", &v), 0);
+	for (uint64_t off = 0; off < size; off += 512 << 10) {
+		CHECK_EQ(rw(&e, v, SDS_OP_READ, off, 512 << 10, buf), 0);
+		CHECK(memcmp(buf, model + off, 512 << 10) == 0);
+	}
+	sds_vdisk_close(v);
+	free(model);
+	free(buf);
+	free(cmp);
+	env_fini(&e);
+}
+
+static void test_snapshot_clone(void)
+{
+	struct env e;
+	env_init(&e, 64 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "base", 8 << 20, 4096), 0);
+	struct sds_vdisk *v, *s, *c;
+	CHECK_EQ(sds_vdisk_open(e.pool, "base", &v), 0);
+	uint8_t *a = abuf(4 << 20), *b = abuf(4 << 20), *r = abuf(4 << 20);
+	fill(a, 4 << 20, 10);
+	fill(b, 4 << 20, 11);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4 << 20, a), 0);
+	CHECK_EQ(sds_vdisk_snapshot(e.pool, "base", "snap1"), 0);
+	CHECK_EQ(sds_vdisk_snapshot(e.pool, "base", "snap1"), -EEXIST);
+	struct sds_vdisk_info info;
+	CHECK_EQ(sds_vdisk_stat(e.pool, "base", &info), 0);
+	CHECK_EQ(info.shared_bytes, 4 << 20);
+	CHECK_EQ(info.exclusive_bytes, 0);
+	/* overwrite 4 KiB in the middle of a shared extent */
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 8192, 4096, b), 0);
+	CHECK_EQ(used_bytes(&e), (4 << 20) + 4096);
+	CHECK_EQ(sds_vdisk_stat(e.pool, "base", &info), 0);
+	CHECK_EQ(info.exclusive_bytes, 4096);
+	CHECK_EQ(info.shared_bytes, (4 << 20) - 4096);
+	CHECK_EQ(sds_vdisk_open(e.pool, "snap1", &s), 0);
+	CHECK(sds_vdisk_readonly(s));
+	CHECK_EQ(rw(&e, s, SDS_OP_READ, 0, 4 << 20, r), 0);
+	CHECK(memcmp(r, a, 4 << 20) == 0);
+	CHECK_EQ(rw(&e, s, SDS_OP_WRITE, 0, 4096, b), -EROFS);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 8192, 4096, r), 0);
+	CHECK(memcmp(r, b, 4096) == 0);
+	/* clone of the snapshot: writable, independent */
+	CHECK_EQ(sds_vdisk_clone(e.pool, "snap1", "clone1"), 0);
+	CHECK_EQ(sds_vdisk_open(e.pool, "clone1", &c), 0);
+	CHECK_EQ(rw(&e, c, SDS_OP_WRITE, 0, 1 << 20, b), 0);
+	CHECK_EQ(rw(&e, s, SDS_OP_READ, 0, 1 << 20, r), 0);
+	CHECK(memcmp(r, a, 1 << 20) == 0);
+	CHECK_EQ(rw(&e, c, SDS_OP_READ, 0, 4 << 20, r), 0);
+	CHECK(memcmp(r, b, 1 << 20) == 0);
+	CHECK(memcmp(r + (1 << 20), a + (1 << 20), 3 << 20) == 0);
+	sds_vdisk_close(s);
+	sds_vdisk_close(c);
+	sds_vdisk_close(v);
+	CHECK_EQ(pool_flush(&e), 0);
+	/* all of it survives a reopen, sharing included */
+	env_close(&e);
+	env_open(&e, false);
+	CHECK_EQ(sds_vdisk_open(e.pool, "snap1", &s), 0);
+	CHECK_EQ(rw(&e, s, SDS_OP_READ, 0, 4 << 20, r), 0);
+	CHECK(memcmp(r, a, 4 << 20) == 0);
+	sds_vdisk_close(s);
+	/* deleting releases only what nothing else references */
+	uint64_t before = used_bytes(&e);
+	CHECK_EQ(sds_vdisk_delete(e.pool, "snap1"), 0);
+	CHECK_EQ(sds_vdisk_delete(e.pool, "clone1"), 0);
+	for (int i = 0; i < 50; i++)
+		uv_run(&e.loop, UV_RUN_NOWAIT);
+	CHECK_EQ(pool_flush(&e), 0);
+	CHECK(used_bytes(&e) < before);
+	CHECK_EQ(sds_vdisk_stat(e.pool, "base", &info), 0);
+	CHECK_EQ(info.shared_bytes, 0);
+	CHECK_EQ(used_bytes(&e), info.allocated_bytes);
+	CHECK_EQ(sds_vdisk_open(e.pool, "base", &v), 0);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 0, 4 << 20, r), 0);
+	CHECK(memcmp(r, a, 8192) == 0);
+	CHECK(memcmp(r + 8192, b, 4096) == 0);
+	CHECK(memcmp(r + 12288, a + 12288, (4 << 20) - 12288) == 0);
+	sds_vdisk_close(v);
+	free(a);
+	free(b);
+	free(r);
+	env_fini(&e);
+}
+
+static void test_copy_range(void)
+{
+	struct env e;
+	env_init(&e, 64 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "src", 8 << 20, 512), 0);
+	CHECK_EQ(sds_vdisk_create(e.pool, "dst", 8 << 20, 512), 0);
+	struct sds_vdisk *s, *d;
+	CHECK_EQ(sds_vdisk_open(e.pool, "src", &s), 0);
+	CHECK_EQ(sds_vdisk_open(e.pool, "dst", &d), 0);
+	uint8_t *a = abuf(4 << 20), *r = abuf(4 << 20);
+	fill(a, 4 << 20, 21);
+	CHECK_EQ(rw(&e, s, SDS_OP_WRITE, 0, 4 << 20, a), 0);
+	uint64_t used = used_bytes(&e);
+	/* extent-aligned: shares whole extents */
+	struct sds_io io = {.op = SDS_OP_COPY_RANGE, .offset = 0,
+			    .len = 2 << 20, .src = s, .src_offset = 0};
+	CHECK_EQ(run_io(&e, d, &io), 0);
+	/* block-aligned: shares blocks */
+	io = (struct sds_io){.op = SDS_OP_COPY_RANGE, .offset = 4 << 20,
+			     .len = 12288, .src = s, .src_offset = 8192};
+	CHECK_EQ(run_io(&e, d, &io), 0);
+	CHECK_EQ(used_bytes(&e), used); /* no data copied */
+	CHECK_EQ(rw(&e, d, SDS_OP_READ, 0, 2 << 20, r), 0);
+	CHECK(memcmp(r, a, 2 << 20) == 0);
+	CHECK_EQ(rw(&e, d, SDS_OP_READ, 4 << 20, 12288, r), 0);
+	CHECK(memcmp(r, a + 8192, 12288) == 0);
+	/* sector-aligned only: data moves */
+	io = (struct sds_io){.op = SDS_OP_COPY_RANGE, .offset = (6 << 20) + 512,
+			     .len = 5 * 512 + 8192, .src = s,
+			     .src_offset = 1536};
+	CHECK_EQ(run_io(&e, d, &io), 0);
+	CHECK_EQ(rw(&e, d, SDS_OP_READ, (6 << 20) + 512, 5 * 512 + 8192, r),
+		 0);
+	CHECK(memcmp(r, a + 1536, 5 * 512 + 8192) == 0);
+	/* overwriting the source leaves the copy alone */
+	uint8_t *z = abuf(4 << 20);
+	CHECK_EQ(rw(&e, s, SDS_OP_WRITE, 0, 4 << 20, z), 0);
+	CHECK_EQ(rw(&e, d, SDS_OP_READ, 0, 2 << 20, r), 0);
+	CHECK(memcmp(r, a, 2 << 20) == 0);
+	CHECK_EQ(rw(&e, d, SDS_OP_READ, 4 << 20, 12288, r), 0);
+	CHECK(memcmp(r, a + 8192, 12288) == 0);
+	/* within one vdisk, non-overlapping */
+	io = (struct sds_io){.op = SDS_OP_COPY_RANGE, .offset = 3 << 20,
+			     .len = 4096, .src = d, .src_offset = 4096};
+	CHECK_EQ(run_io(&e, d, &io), 0);
+	CHECK_EQ(rw(&e, d, SDS_OP_READ, 3 << 20, 4096, r), 0);
+	CHECK(memcmp(r, a + 4096, 4096) == 0);
+	io = (struct sds_io){.op = SDS_OP_COPY_RANGE, .offset = 4096,
+			     .len = 8192, .src = d, .src_offset = 0};
+	CHECK_EQ(run_io(&e, d, &io), -EINVAL); /* overlap */
+	sds_vdisk_close(s);
+	sds_vdisk_close(d);
+	CHECK_EQ(pool_flush(&e), 0);
+	env_close(&e);
+	env_open(&e, false);
+	CHECK_EQ(sds_vdisk_open(e.pool, "dst", &d), 0);
+	CHECK_EQ(rw(&e, d, SDS_OP_READ, 4 << 20, 12288, r), 0);
+	CHECK(memcmp(r, a + 8192, 12288) == 0);
+	sds_vdisk_close(d);
+	free(a);
+	free(r);
+	free(z);
+	env_fini(&e);
+}
+
+static void test_compare_and_write(void)
+{
+	struct env e;
+	env_init(&e, 16 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "c", 1 << 20, 512), 0);
+	struct sds_vdisk *v;
+	CHECK_EQ(sds_vdisk_open(e.pool, "c", &v), 0);
+	uint8_t *buf = abuf(1024), *r = abuf(512);
+	memset(buf, 0, 512);        /* compare: zeroes (never written) */
+	memset(buf + 512, 'x', 512); /* then write x */
+	struct sds_io io = {.op = SDS_OP_COMPARE_AND_WRITE, .offset = 1024,
+			    .len = 512, .buf = buf};
+	CHECK_EQ(run_io(&e, v, &io), 0);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 1024, 512, r), 0);
+	CHECK(memcmp(r, buf + 512, 512) == 0);
+	/* second time the compare fails at byte 0 */
+	CHECK_EQ(run_io(&e, v, &io), -EILSEQ);
+	CHECK_EQ(io.miscompare_offset, 0);
+	memset(buf, 'x', 512);
+	buf[100] = 'y';
+	CHECK_EQ(run_io(&e, v, &io), -EILSEQ);
+	CHECK_EQ(io.miscompare_offset, 100);
+	/* concurrent CAWs on the same block: exactly one wins */
+	memset(buf, 'x', 512);
+	memset(buf + 512, 'z', 512);
+	struct sds_io ios[8];
+	struct waiter w[8] = {0};
+	for (int i = 0; i < 8; i++) {
+		ios[i] = io;
+		ios[i].priv = &w[i];
+		ios[i].cb = io_cb;
+		sds_vdisk_submit(v, &ios[i]);
+	}
+	int ok = 0, miss = 0;
+	for (int i = 0; i < 8; i++) {
+		while (!w[i].done)
+			uv_run(&e.loop, UV_RUN_ONCE);
+		ok += w[i].status == 0;
+		miss += w[i].status == -EILSEQ;
+	}
+	CHECK_EQ(ok, 1);
+	CHECK_EQ(miss, 7);
+	sds_vdisk_close(v);
+	free(buf);
+	free(r);
+	env_fini(&e);
+}
+
+static void test_bad_input(void)
+{
+	struct env e;
+	env_init(&e, 8 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "bad/name", 1 << 20, 512), -EINVAL);
+	CHECK_EQ(sds_vdisk_create(e.pool, "", 1 << 20, 512), -EINVAL);
+	CHECK_EQ(sds_vdisk_create(e.pool, "x", 1000, 512), -EINVAL);
+	CHECK_EQ(sds_vdisk_create(e.pool, "x", 1 << 20, 1024), -EINVAL);
+	CHECK_EQ(sds_vdisk_create(e.pool, "x", 0, 512), -EINVAL);
+	struct sds_vdisk *v;
+	CHECK_EQ(sds_vdisk_open(e.pool, "nope", &v), -ENOENT);
+	CHECK(strstr(sds_pool_errmsg(e.pool), "nope") != NULL);
+	CHECK_EQ(sds_vdisk_create(e.pool, "x", 20 << 20, 512), 0);
+	CHECK_EQ(sds_vdisk_open(e.pool, "x", &v), 0);
+	uint8_t *buf = abuf(1 << 20);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 20 << 20, 512, buf), -EINVAL);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, (20 << 20) - 512, 1024, buf), -EINVAL);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 100, 512, buf), -EINVAL);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 0, buf), -EINVAL);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, UINT64_MAX - 511, 512, buf), -EINVAL);
+	CHECK_EQ(rw(&e, v, 99, 0, 512, buf), -EINVAL);
+	CHECK_EQ(sds_vdisk_delete(e.pool, "x"), -EBUSY);
+	/* fill the pool (2 x 8 MiB disks) past its end */
+	int rc = 0;
+	uint64_t off;
+	for (off = 0; off < (20 << 20) && !rc; off += 1 << 20) {
+		fill(buf, 1 << 20, off);
+		rc = rw(&e, v, SDS_OP_WRITE, off, 1 << 20, buf);
+	}
+	CHECK_EQ(rc, -ENOSPC);
+	/* what was written before is intact */
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 0, 1 << 20, buf), 0);
+	uint8_t *exp = abuf(1 << 20);
+	fill(exp, 1 << 20, 0);
+	CHECK(memcmp(buf, exp, 1 << 20) == 0);
+	/* unmap makes room again */
+	CHECK_EQ(rw(&e, v, SDS_OP_UNMAP, 4 << 20, 8 << 20, NULL), 0);
+	CHECK_EQ(pool_flush(&e), 0);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 8 << 20, 1 << 20, buf), 0);
+	sds_vdisk_close(v);
+	free(buf);
+	free(exp);
+	env_fini(&e);
+}
+
+/* Flip a byte of a data block on disk: the read fails, never lies. */
+static void test_corruption(void)
+{
+	struct env e;
+	env_init(&e, 8 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "c", 1 << 20, 4096), 0);
+	struct sds_vdisk *v;
+	CHECK_EQ(sds_vdisk_open(e.pool, "c", &v), 0);
+	uint8_t *buf = abuf(8192);
+	fill(buf, 8192, 5);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 8192, buf), 0);
+	CHECK_EQ(pool_flush(&e), 0);
+	/* Both disks: the blocks landed on one of them. Corrupt every
+	 * non-label block that holds our pattern's first byte. */
+	int hits = 0;
+	const char *paths[] = {e.disk0, e.disk1};
+	for (int d = 0; d < 2; d++) {
+		int fd = open(paths[d], O_RDWR);
+		CHECK(fd >= 0);
+		uint8_t blk[4096];
+		for (off_t o = 4096; o < (8 << 20); o += 4096) {
+			if (pread(fd, blk, 4096, o) != 4096)
+				break;
+			if (!memcmp(blk, buf, 64)) {
+				blk[1000] ^= 0x40;
+				CHECK(pwrite(fd, blk, 4096, o) == 4096);
+				hits++;
+			}
+		}
+		close(fd);
+	}
+	CHECK_EQ(hits, 1);
+	memset(buf, 0, 8192);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 0, 8192, buf), -EIO);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 4096, 4096, buf), 0);
+	struct sds_pool_stats st;
+	sds_pool_stats(e.pool, &st);
+	CHECK_EQ(st.crc_errors, 1);
+	/* rewriting the block heals it */
+	fill(buf, 4096, 6);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4096, buf), 0);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 0, 4096, buf), 0);
+	sds_vdisk_close(v);
+	free(buf);
+	env_fini(&e);
+}
+
+static void test_resize_and_big_snapshot(void)
+{
+	struct env e;
+	env_init(&e, 16 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "big", 10ULL << 30, 4096), 0);
+	struct sds_vdisk *v;
+	CHECK_EQ(sds_vdisk_open(e.pool, "big", &v), 0);
+	uint8_t *buf = abuf(4096);
+	/* touch one block in every 4th GiB... and 1000 extents spread out */
+	for (uint64_t i = 0; i < 1000; i++) {
+		fill(buf, 4096, i);
+		CHECK_EQ(rw(&e, v, SDS_OP_WRITE, i * (10ULL << 20), 4096, buf),
+			 0);
+	}
+	sds_vdisk_close(v);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(sds_vdisk_snapshot(e.pool, "big", "big-snap"), 0);
+	CHECK_EQ(pool_flush(&e), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("snapshot of a 10 GiB vdisk (1000 extents) + commit: %.2f ms\n",
+	       (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	/* shrink the origin: the snapshot keeps its data */
+	CHECK_EQ(sds_vdisk_resize(e.pool, "big", 1ULL << 30), 0);
+	CHECK_EQ(sds_vdisk_resize(e.pool, "big-snap", 1ULL << 30), -EROFS);
+	CHECK_EQ(sds_vdisk_resize(e.pool, "big", (2ULL << 30) + 4096), 0);
+	CHECK_EQ(sds_vdisk_open(e.pool, "big", &v), 0);
+	CHECK_EQ(sds_vdisk_size(v), (2ULL << 30) + 4096);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 1500ULL << 20, 4096, buf), 0);
+	CHECK(buf[0] == 0 && buf[4095] == 0);
+	sds_vdisk_close(v);
+	CHECK_EQ(sds_vdisk_open(e.pool, "big-snap", &v), 0);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 999 * (10ULL << 20), 4096, buf), 0);
+	uint8_t exp[4096];
+	fill(exp, 4096, 999);
+	CHECK(memcmp(buf, exp, 4096) == 0);
+	sds_vdisk_close(v);
+	struct sds_vdisk_info *list;
+	size_t n;
+	CHECK_EQ(sds_vdisk_list(e.pool, &list, &n), 0);
+	CHECK_EQ(n, 2);
+	free(list);
+	free(buf);
+	env_fini(&e);
+}
+
+int main(void)
+{
+	log_init();
+	test_basic_rw();
+	test_model();
+	test_snapshot_clone();
+	test_copy_range();
+	test_compare_and_write();
+	test_bad_input();
+	test_corruption();
+	test_resize_and_big_snapshot();
+	if (failures) {
+		fprintf(stderr, "test_sds: %d check(s) failed\n", failures);
+		return 1;
+	}
+	printf("test_sds: ok\n");
+	return 0;
+}
