@@ -402,12 +402,16 @@ int sds_vdisk_resize(struct sds_pool *p, const char *name, uint64_t size)
 		sds_pool_set_err(p, "out of memory");
 		return -ENOMEM;
 	}
-	for (uint64_t vb = vd->nvb; vb < nvb; vb++)
-		map[vb] = 0;
 	uint64_t oldc = DIV_ROUND_UP(vd->nvb, SDS_MAP_CHUNK) + 1;
 	uint64_t newc = DIV_ROUND_UP(nvb, SDS_MAP_CHUNK) + 1;
 	for (uint64_t c = oldc; c < newc; c++)
 		dirty[c] = 0;
+	/* New slots are rewritten at the next commit: a shrink not yet
+	 * committed may have left older entries in the records on disk. */
+	for (uint64_t vb = vd->nvb; vb < nvb; vb++) {
+		map[vb] = 0;
+		dirty[vb / SDS_MAP_CHUNK] = 1;
+	}
 	vd->map = map;
 	vd->map_dirty = dirty;
 	vd->nvb = nvb;

@@ -69,6 +69,19 @@ struct sds_pool_stats {
 };
 void sds_pool_stats(const struct sds_pool *p, struct sds_pool_stats *out);
 
+/* Consistency check of an idle pool (fsck); deep also reads every
+ * referenced block and verifies its checksum. Returns 0 when the check ran
+ * (look at errors), or -errno when it could not. */
+struct sds_check_report {
+	uint64_t vdisks, extents;
+	uint64_t blocks_referenced, blocks_used, blocks_leaked;
+	uint64_t blocks_verified;
+	uint64_t errors;
+	char first_error[256];
+};
+int sds_pool_check(struct sds_pool *p, bool deep,
+		   struct sds_check_report *report);
+
 /* ---- vdisks -------------------------------------------------------------
  * Metadata operations take effect at once in memory and become durable at
  * the next commit (sds_pool_flush to wait for it). Names are 1..63 bytes of

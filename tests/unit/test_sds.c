@@ -12,6 +12,7 @@
 #include "log.h"
 
 static int failures;
+static const char *current_test = "";
 #define CHECK(c)                                                             \
 	do {                                                                 \
 		if (!(c)) {                                                  \
@@ -151,10 +152,28 @@ static void env_init(struct env *e, uint64_t disk_size)
 	env_open(e, false);
 }
 
+/* fsck: the metadata must be consistent and leak-free at every quiet point. */
+static void check_pool(struct env *e)
+{
+	struct sds_check_report rep;
+	CHECK_EQ(sds_pool_check(e->pool, true, &rep), 0);
+	if (rep.errors)
+		fprintf(stderr, "check: %llu error(s), first: %s\n",
+			(unsigned long long)rep.errors, rep.first_error);
+	CHECK_EQ(rep.errors, 0);
+	if (rep.errors)
+		fprintf(stderr, "  (in %s)\n", current_test);
+}
+
 static void env_fini(struct env *e)
 {
-	if (e->pool)
+	if (e->pool) {
+		check_pool(e);
 		env_close(e);
+		env_open(e, false);
+		check_pool(e);
+		env_close(e);
+	}
 	uv_loop_close(&e->loop);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->base);
@@ -179,6 +198,7 @@ static void fill(uint8_t *b, size_t len, uint64_t seed)
 
 static void test_basic_rw(void)
 {
+	current_test = "test_basic_rw";
 	struct env e;
 	env_init(&e, 64 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "a", 16 << 20, 4096), 0);
@@ -228,6 +248,7 @@ static void test_basic_rw(void)
 /* Random IO on a 512-byte-sector vdisk against a model. */
 static void test_model(void)
 {
+	current_test = "test_model";
 	struct env e;
 	env_init(&e, 64 << 20);
 	const uint64_t size = 8 << 20;
@@ -286,6 +307,7 @@ static void test_model(void)
 
 static void test_snapshot_clone(void)
 {
+	current_test = "test_snapshot_clone";
 	struct env e;
 	env_init(&e, 64 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "base", 8 << 20, 4096), 0);
@@ -359,6 +381,7 @@ static void test_snapshot_clone(void)
 
 static void test_copy_range(void)
 {
+	current_test = "test_copy_range";
 	struct env e;
 	env_init(&e, 64 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "src", 8 << 20, 512), 0);
@@ -424,6 +447,7 @@ static void test_copy_range(void)
 
 static void test_compare_and_write(void)
 {
+	current_test = "test_compare_and_write";
 	struct env e;
 	env_init(&e, 16 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "c", 1 << 20, 512), 0);
@@ -472,6 +496,7 @@ static void test_compare_and_write(void)
 
 static void test_bad_input(void)
 {
+	current_test = "test_bad_input";
 	struct env e;
 	env_init(&e, 8 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "bad/name", 1 << 20, 512), -EINVAL);
@@ -518,6 +543,7 @@ static void test_bad_input(void)
 /* Flip a byte of a data block on disk: the read fails, never lies. */
 static void test_corruption(void)
 {
+	current_test = "test_corruption";
 	struct env e;
 	env_init(&e, 8 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "c", 1 << 20, 4096), 0);
@@ -564,6 +590,7 @@ static void test_corruption(void)
 
 static void test_resize_and_big_snapshot(void)
 {
+	current_test = "test_resize_and_big_snapshot";
 	struct env e;
 	env_init(&e, 16 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "big", 10ULL << 30, 4096), 0);
@@ -585,8 +612,10 @@ static void test_resize_and_big_snapshot(void)
 	printf("snapshot of a 10 GiB vdisk (1000 extents) + commit: %.2f ms\n",
 	       (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
 		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	check_pool(&e);
 	/* shrink the origin: the snapshot keeps its data */
 	CHECK_EQ(sds_vdisk_resize(e.pool, "big", 1ULL << 30), 0);
+	check_pool(&e);
 	CHECK_EQ(sds_vdisk_resize(e.pool, "big-snap", 1ULL << 30), -EROFS);
 	CHECK_EQ(sds_vdisk_resize(e.pool, "big", (2ULL << 30) + 4096), 0);
 	CHECK_EQ(sds_vdisk_open(e.pool, "big", &v), 0);
