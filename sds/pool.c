@@ -122,14 +122,20 @@ int sds_pool_format(const char *dir, const char *const *disks,
 	for (unsigned i = 0; i < ndisks; i++) {
 		uint8_t k[5] = {SDS_K_DISK};
 		put_be32(k + 1, i);
-		size_t pl = strlen(disks[i]);
-		uint8_t *v = malloc(8 + pl);
+		/* Recorded absolute: cairnd may run from another directory. */
+		char *abs = realpath(disks[i], NULL);
+		size_t pl = abs ? strlen(abs) : 0;
+		uint8_t *v = abs ? malloc(8 + pl) : NULL;
 		if (!v) {
-			rc = -ENOMEM;
+			snprintf(err, errlen, "%s: %s", disks[i],
+				 abs ? "out of memory" : strerror(errno));
+			free(abs);
+			rc = -EINVAL;
 			break;
 		}
 		put_be64(v, d[i].nblocks);
-		memcpy(v + 8, disks[i], pl);
+		memcpy(v + 8, abs, pl);
+		free(abs);
 		rocksdb_writebatch_put(b, (const char *)k, 5, (const char *)v,
 				       8 + pl);
 		free(v);

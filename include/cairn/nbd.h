@@ -22,8 +22,8 @@ struct nbd_server;
 #define NBD_SERVER_DEFAULT_INFLIGHT_BYTES (256u << 20)
 
 struct nbd_server_opts {
-	const char *host;           /* numeric address or name; NULL: 127.0.0.1 */
-	uint16_t port;              /* 0: the kernel picks; see nbd_server_port */
+	const char *host; /* numeric address or name; NULL: 127.0.0.1 */
+	uint16_t port;	  /* 0: the kernel picks; see nbd_server_port */
 	/* Vdisk served for an empty export name; NULL: none (clients asking
 	 * for the default export are told it is unknown). */
 	const char *default_export;
@@ -46,7 +46,6 @@ uint16_t nbd_server_port(const struct nbd_server *srv);
  * their replies go out (for a bounded time), closes the connections and
  * their vdisk handles, frees the server, then calls cb (if any). The pool
  * can be closed from cb. */
-void nbd_server_close(struct nbd_server *srv, void (*cb)(void *arg),
-		      void *arg);
+void nbd_server_close(struct nbd_server *srv, void (*cb)(void *arg), void *arg);
 
 #endif

@@ -1,0 +1,340 @@
+/* One NBD connection: reading and parsing in order, flow control, output
+ * and the close protocol. Handshake and commands live in nbd_handshake.c
+ * and nbd_cmd.c; this file only moves bytes and keeps the counts. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "nbd_int.h"
+#include "util.h"
+
+/* A handshake write: the bytes ride with the request. */
+struct nbd_conn_wbuf {
+	uv_write_t wr;
+	struct nbd_conn *conn;
+	uint8_t data[];
+};
+
+static void nbd_conn_process(struct nbd_conn *c);
+
+/* The caps that pause parsing: requests in flight and their buffer bytes
+ * in transmission; unsent option replies in the handshake (a client that
+ * sends options without reading the replies must not grow our queue). */
+static bool nbd_conn_full(const struct nbd_conn *c)
+{
+	if (c->state < NBD_CONN_REQ_HEADER)
+		return c->nwrites >= NBD_HANDSHAKE_MAX_WRITES;
+	return c->nreq >= c->srv->max_inflight ||
+	       c->nbytes >= c->srv->max_inflight_bytes;
+}
+
+/* States that start a new message: parsing may pause there. */
+static bool nbd_conn_at_boundary(const struct nbd_conn *c)
+{
+	return c->state == NBD_CONN_REQ_HEADER ||
+	       c->state == NBD_CONN_OPT_HEADER;
+}
+
+static void nbd_conn_update_reading(struct nbd_conn *c);
+
+static void nbd_conn_closed(uv_handle_t *h)
+{
+	struct nbd_conn *c = container_of((uv_tcp_t *)h, struct nbd_conn, tcp);
+	log_debug(NBD_LOG, "conn %llu %s closed", (unsigned long long)c->id,
+		  c->peer);
+	if (c->vd)
+		sds_vdisk_close(c->vd);
+	free(c->rbuf);
+	free(c->obuf);
+	nbd_server_conn_gone(c->srv, c);
+	free(c);
+}
+
+/* The handle is closed once the engine has returned every request (their
+ * sds_io and buffers belong to the engine until then) and, for a soft
+ * close, once every reply has been written. uv_close cancels the writes
+ * still queued; their callbacks run before nbd_conn_closed. */
+static void nbd_conn_maybe_finish(struct nbd_conn *c)
+{
+	if (!c->closing || c->handle_closing || c->in_process)
+		return;
+	if (c->nio)
+		return;
+	if (!c->hard && (c->nreq || c->nwrites))
+		return;
+	c->handle_closing = true;
+	uv_close((uv_handle_t *)&c->tcp, nbd_conn_closed);
+}
+
+static void nbd_conn_free_req(struct nbd_conn *c, struct nbd_req *r)
+{
+	c->nreq--;
+	c->nbytes -= r->buf ? r->rq.len : 0;
+	free(r->buf);
+	free(r);
+}
+
+void nbd_conn_close(struct nbd_conn *c, bool hard)
+{
+	if (hard)
+		c->hard = true;
+	if (!c->closing) {
+		c->closing = true;
+		c->state = NBD_CONN_CLOSED;
+		if (c->cur) {
+			/* Never reached the engine. */
+			nbd_conn_free_req(c, c->cur);
+			c->cur = NULL;
+		}
+		nbd_conn_update_reading(c);
+	}
+	nbd_conn_maybe_finish(c);
+}
+
+void nbd_conn_req_done(struct nbd_conn *c, struct nbd_req *r)
+{
+	nbd_conn_free_req(c, r);
+	if (c->closing) {
+		nbd_conn_maybe_finish(c);
+		return;
+	}
+	/* Caps freed up: parse what is staged, then read again. */
+	if (nbd_conn_at_boundary(c) && !nbd_conn_full(c))
+		nbd_conn_process(c);
+}
+
+static void nbd_conn_wrote(uv_write_t *wr, int status)
+{
+	struct nbd_conn_wbuf *w = container_of(wr, struct nbd_conn_wbuf, wr);
+	struct nbd_conn *c = w->conn;
+	free(w);
+	c->nwrites--;
+	if (status < 0 && !c->closing) {
+		log_debug(NBD_LOG, "conn %llu %s: write: %s",
+			  (unsigned long long)c->id, c->peer,
+			  uv_strerror(status));
+		nbd_conn_close(c, true);
+		return;
+	}
+	if (c->closing)
+		nbd_conn_maybe_finish(c);
+	else if (nbd_conn_at_boundary(c) && !nbd_conn_full(c))
+		nbd_conn_process(c);
+}
+
+int nbd_conn_send(struct nbd_conn *c, const void *data, size_t len)
+{
+	struct nbd_conn_wbuf *w = malloc(sizeof(*w) + len);
+	if (!w) {
+		nbd_conn_close(c, true);
+		return -ENOMEM;
+	}
+	memcpy(w->data, data, len);
+	w->conn = c;
+	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+	int rc =
+	    uv_write(&w->wr, (uv_stream_t *)&c->tcp, &b, 1, nbd_conn_wrote);
+	if (rc < 0) {
+		free(w);
+		nbd_conn_close(c, true);
+		return rc;
+	}
+	c->nwrites++;
+	return 0;
+}
+
+/* Bytes the current state needs staged before its handler can run. */
+static size_t nbd_conn_need(const struct nbd_conn *c)
+{
+	switch (c->state) {
+	case NBD_CONN_CLIENT_FLAGS:
+		return NBD_CLIENT_FLAGS_SIZE;
+	case NBD_CONN_OPT_HEADER:
+		return NBD_OPT_HEADER_SIZE;
+	case NBD_CONN_OPT_DATA:
+		return c->opt.len;
+	case NBD_CONN_REQ_HEADER:
+		return NBD_REQUEST_SIZE;
+	default:
+		return 0;
+	}
+}
+
+/* Consumes staged bytes of a payload being skipped; true when done. */
+static bool nbd_conn_skip(struct nbd_conn *c)
+{
+	size_t n = (size_t)MIN((uint64_t)(c->wpos - c->rpos), c->skip);
+	c->rpos += n;
+	c->skip -= n;
+	return c->skip == 0;
+}
+
+static void nbd_conn_process(struct nbd_conn *c)
+{
+	if (c->in_process)
+		return;
+	c->in_process = true;
+	while (!c->closing) {
+		if (c->state == NBD_CONN_OPT_SKIP ||
+		    c->state == NBD_CONN_REQ_DRAIN) {
+			if (!nbd_conn_skip(c))
+				break;
+			if (c->state == NBD_CONN_OPT_SKIP)
+				nbd_handshake_opt_skipped(c);
+			else
+				nbd_cmd_drained(c);
+			continue;
+		}
+		if (c->state == NBD_CONN_REQ_PAYLOAD)
+			break; /* read straight into the request */
+		if (nbd_conn_at_boundary(c) && nbd_conn_full(c))
+			break;
+		size_t need = nbd_conn_need(c);
+		if (c->wpos - c->rpos < need)
+			break;
+		const uint8_t *p = c->rbuf + c->rpos;
+		c->rpos += need;
+		switch (c->state) {
+		case NBD_CONN_CLIENT_FLAGS:
+			nbd_handshake_client_flags(c, p);
+			break;
+		case NBD_CONN_OPT_HEADER:
+			nbd_handshake_opt_header(c, p);
+			break;
+		case NBD_CONN_OPT_DATA:
+			nbd_handshake_opt_data(c, p);
+			break;
+		case NBD_CONN_REQ_HEADER:
+			nbd_cmd_header(c, p);
+			break;
+		default:
+			break;
+		}
+	}
+	if (c->rpos == c->wpos)
+		c->rpos = c->wpos = 0;
+	c->in_process = false;
+	nbd_conn_update_reading(c);
+	nbd_conn_maybe_finish(c);
+}
+
+static void nbd_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)suggested;
+	struct nbd_conn *c = container_of((uv_tcp_t *)h, struct nbd_conn, tcp);
+	if (c->state == NBD_CONN_REQ_PAYLOAD) {
+		struct nbd_req *r = c->cur;
+		*buf = uv_buf_init((char *)r->buf + r->got, r->rq.len - r->got);
+		return;
+	}
+	if (c->rpos) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->wpos - c->rpos);
+		c->wpos -= c->rpos;
+		c->rpos = 0;
+	}
+	*buf = uv_buf_init((char *)c->rbuf + c->wpos,
+			   (unsigned)(NBD_RBUF_SIZE - c->wpos));
+}
+
+static void nbd_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	(void)buf;
+	struct nbd_conn *c = container_of((uv_tcp_t *)s, struct nbd_conn, tcp);
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		/* EOF: the client may still read replies (half close). */
+		if (nread != UV_EOF)
+			log_debug(NBD_LOG, "conn %llu %s: read: %s",
+				  (unsigned long long)c->id, c->peer,
+				  uv_strerror((int)nread));
+		nbd_conn_close(c, nread != UV_EOF);
+		return;
+	}
+	if (c->state == NBD_CONN_REQ_PAYLOAD) {
+		c->cur->got += (uint32_t)nread;
+		if (c->cur->got == c->cur->rq.len)
+			nbd_cmd_payload_done(c);
+	} else {
+		c->wpos += (size_t)nread;
+	}
+	nbd_conn_process(c);
+}
+
+/* Reading is paused while closing, and between messages while a cap is
+ * reached; a WRITE payload already started is always read to its end. */
+static void nbd_conn_update_reading(struct nbd_conn *c)
+{
+	bool want =
+	    !c->closing && !(nbd_conn_at_boundary(c) && nbd_conn_full(c));
+	if (want == c->reading || c->handle_closing)
+		return;
+	int rc = want ? uv_read_start((uv_stream_t *)&c->tcp, nbd_conn_alloc,
+				      nbd_conn_read)
+		      : uv_read_stop((uv_stream_t *)&c->tcp);
+	if (rc < 0) {
+		log_warn(NBD_LOG, "conn %llu %s: read start: %s",
+			 (unsigned long long)c->id, c->peer, uv_strerror(rc));
+		c->reading = false;
+		nbd_conn_close(c, true);
+		return;
+	}
+	c->reading = want;
+}
+
+static void nbd_conn_peer(struct nbd_conn *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			uv_ip6_name(a, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		} else {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			uv_ip4_name(a, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		}
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+}
+
+int nbd_conn_accept(struct nbd_server *srv)
+{
+	struct nbd_conn *c = calloc(1, sizeof(*c));
+	uint8_t *rbuf = malloc(NBD_RBUF_SIZE);
+	if (!c || !rbuf) {
+		free(c);
+		free(rbuf);
+		return -ENOMEM;
+	}
+	c->srv = srv;
+	c->rbuf = rbuf;
+	c->id = ++srv->next_conn_id;
+	int rc = uv_tcp_init(srv->loop, &c->tcp);
+	if (rc < 0) {
+		free(rbuf);
+		free(c);
+		return rc;
+	}
+	TAILQ_INSERT_TAIL(&srv->conns, c, link);
+	rc = uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp);
+	if (rc < 0) {
+		nbd_conn_close(c, true);
+		return rc;
+	}
+	/* § Protocol phases: "both the client and server SHOULD disable
+	 * Nagle's algorithm". */
+	uv_tcp_nodelay(&c->tcp, 1);
+	nbd_conn_peer(c);
+	log_debug(NBD_LOG, "conn %llu from %s", (unsigned long long)c->id,
+		  c->peer);
+	nbd_handshake_start(c);
+	nbd_conn_update_reading(c);
+	return 0;
+}
