@@ -134,10 +134,11 @@ void sds_uring_close(struct sds_uring *u, uv_close_cb cb, void *data)
 	u->ready = false;
 }
 
-void sds_uring_read(struct sds_uring *u, struct sds_uring_op *op, int fd,
-		    void *buf, uint32_t len, uint64_t off)
+static void sds_uring__rw(struct sds_uring *u, struct sds_uring_op *op,
+			  int opcode, int fd, void *buf, uint32_t len,
+			  uint64_t off)
 {
-	op->opcode = IORING_OP_READ;
+	op->opcode = opcode;
 	op->fd = fd;
 	op->buf = buf;
 	op->len = len;
@@ -145,13 +146,14 @@ void sds_uring_read(struct sds_uring *u, struct sds_uring_op *op, int fd,
 	sds_uring__queue(u, op);
 }
 
+void sds_uring_read(struct sds_uring *u, struct sds_uring_op *op, int fd,
+		    void *buf, uint32_t len, uint64_t off)
+{
+	sds_uring__rw(u, op, IORING_OP_READ, fd, buf, len, off);
+}
+
 void sds_uring_write(struct sds_uring *u, struct sds_uring_op *op, int fd,
 		     void *buf, uint32_t len, uint64_t off)
 {
-	op->opcode = IORING_OP_WRITE;
-	op->fd = fd;
-	op->buf = buf;
-	op->len = len;
-	op->off = off;
-	sds_uring__queue(u, op);
+	sds_uring__rw(u, op, IORING_OP_WRITE, fd, buf, len, off);
 }

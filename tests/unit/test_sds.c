@@ -11,25 +11,10 @@
 
 #include "log.h"
 
-static int failures;
+#include "check.h"
+
+int failures;
 static const char *current_test = "";
-#define CHECK(c)                                                             \
-	do {                                                                 \
-		if (!(c)) {                                                  \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #c);                               \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
-#define CHECK_EQ(a, b)                                                       \
-	do {                                                                 \
-		long long a_ = (long long)(a), b_ = (long long)(b);          \
-		if (a_ != b_) {                                              \
-			fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n",  \
-				__FILE__, __LINE__, #a, a_, b_);             \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
 
 struct env {
 	uv_loop_t loop;
