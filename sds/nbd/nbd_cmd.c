@@ -47,19 +47,6 @@ nbd_cmd_new(struct nbd_conn *c, const struct nbd_request *rq, uint32_t buflen)
 	return r;
 }
 
-static void nbd_cmd_replied(uv_write_t *wr, int status)
-{
-	struct nbd_req *r = container_of(wr, struct nbd_req, wr);
-	struct nbd_conn *c = r->conn;
-	if (status < 0 && !c->closing) {
-		log_debug(NBD_LOG, "conn %llu %s: reply: %s",
-			  (unsigned long long)c->id, c->peer,
-			  uv_strerror(status));
-		nbd_conn_close(c, true);
-	}
-	nbd_conn_req_done(c, r);
-}
-
 /* § Simple reply message; a READ's data follows only when error is 0. */
 static void nbd_cmd_reply(struct nbd_req *r, uint32_t err)
 {
@@ -68,17 +55,9 @@ static void nbd_cmd_reply(struct nbd_req *r, uint32_t err)
 		nbd_conn_req_done(c, r);
 		return;
 	}
+	r->err = err;
 	nbd_proto_put_simple_reply(r->reply, err, r->rq.cookie);
-	uv_buf_t b[2] = {uv_buf_init((char *)r->reply, sizeof(r->reply))};
-	unsigned n = 1;
-	if (r->rq.type == NBD_CMD_READ && err == NBD_OK)
-		b[n++] = uv_buf_init(r->buf, r->rq.len);
-	int rc =
-	    uv_write(&r->wr, (uv_stream_t *)&c->tcp, b, n, nbd_cmd_replied);
-	if (rc < 0) {
-		nbd_conn_close(c, true);
-		nbd_conn_req_done(c, r);
-	}
+	nbd_conn_queue_reply(c, r);
 }
 
 static void nbd_cmd_reply_error(struct nbd_conn *c,

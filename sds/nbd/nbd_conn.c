@@ -78,8 +78,16 @@ static void nbd_conn_free_req(struct nbd_conn *c, struct nbd_req *r)
 
 void nbd_conn_close(struct nbd_conn *c, bool hard)
 {
-	if (hard)
+	if (hard) {
 		c->hard = true;
+		/* Replies not yet handed to libuv are dropped here. */
+		struct nbd_req *r;
+		while ((r = TAILQ_FIRST(&c->outq)) != NULL) {
+			TAILQ_REMOVE(&c->outq, r, out_link);
+			c->nout--;
+			nbd_conn_free_req(c, r);
+		}
+	}
 	if (!c->closing) {
 		c->closing = true;
 		c->state = NBD_CONN_CLOSED;
@@ -122,6 +130,73 @@ static void nbd_conn_wrote(uv_write_t *wr, int status)
 		nbd_conn_maybe_finish(c);
 	else if (nbd_conn_at_boundary(c) && !nbd_conn_full(c))
 		nbd_conn_process(c);
+}
+
+/* One write carrying a batch of replies. */
+struct nbd_conn_batch {
+	uv_write_t wr;
+	struct nbd_conn *conn;
+	unsigned n;
+	struct nbd_req *reqs[NBD_REPLY_BATCH];
+};
+
+static void nbd_conn_batch_written(uv_write_t *wr, int status)
+{
+	struct nbd_conn_batch *b =
+	    container_of(wr, struct nbd_conn_batch, wr);
+	struct nbd_conn *c = b->conn;
+	if (status < 0 && !c->closing) {
+		log_debug(NBD_LOG, "conn %llu %s: reply: %s",
+			  (unsigned long long)c->id, c->peer,
+			  uv_strerror(status));
+		nbd_conn_close(c, true);
+	}
+	for (unsigned i = 0; i < b->n; i++)
+		nbd_conn_req_done(c, b->reqs[i]);
+	free(b);
+}
+
+void nbd_conn_queue_reply(struct nbd_conn *c, struct nbd_req *r)
+{
+	TAILQ_INSERT_TAIL(&c->outq, r, out_link);
+	c->nout++;
+	uv_check_start(&c->srv->flush, nbd_server_flush);
+}
+
+/* Fewer, larger writes: one syscall for all replies of a loop turn, and
+ * the client reads them in fewer wake-ups. */
+void nbd_conn_flush(struct nbd_conn *c)
+{
+	while (c->nout) {
+		struct nbd_conn_batch *b = malloc(sizeof(*b));
+		if (!b) {
+			nbd_conn_close(c, true);
+			return;
+		}
+		b->conn = c;
+		b->n = 0;
+		uv_buf_t bufs[2 * NBD_REPLY_BATCH];
+		unsigned nb = 0;
+		while (c->nout && b->n < NBD_REPLY_BATCH) {
+			struct nbd_req *r = TAILQ_FIRST(&c->outq);
+			TAILQ_REMOVE(&c->outq, r, out_link);
+			c->nout--;
+			b->reqs[b->n++] = r;
+			bufs[nb++] = uv_buf_init((char *)r->reply,
+						 sizeof(r->reply));
+			if (r->rq.type == NBD_CMD_READ && r->err == NBD_OK)
+				bufs[nb++] = uv_buf_init(r->buf, r->rq.len);
+		}
+		int rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp, bufs, nb,
+				  nbd_conn_batch_written);
+		if (rc < 0) {
+			nbd_conn_close(c, true);
+			for (unsigned i = 0; i < b->n; i++)
+				nbd_conn_req_done(c, b->reqs[i]);
+			free(b);
+			return;
+		}
+	}
 }
 
 int nbd_conn_send(struct nbd_conn *c, const void *data, size_t len)
@@ -315,6 +390,7 @@ int nbd_conn_accept(struct nbd_server *srv)
 	}
 	c->srv = srv;
 	c->rbuf = rbuf;
+	TAILQ_INIT(&c->outq);
 	c->id = ++srv->next_conn_id;
 	int rc = uv_tcp_init(srv->loop, &c->tcp);
 	if (rc < 0) {

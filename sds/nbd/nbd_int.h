@@ -31,15 +31,20 @@
 #define NBD_SHUTDOWN_GRACE_MS 5000 /* replies may still drain this long */
 #define NBD_IO_ALIGN 4096u	   /* the engine reads with O_DIRECT */
 #define NBD_HANDSHAKE_MAX_WRITES 8 /* unsent option replies before pausing */
+#define NBD_REPLY_BATCH 256	   /* replies gathered into one write */
 
 struct nbd_conn;
+struct nbd_req;
 TAILQ_HEAD(nbd_connq, nbd_conn);
+TAILQ_HEAD(nbd_reqq, nbd_req);
 
 struct nbd_server {
 	uv_loop_t *loop;
 	struct sds_pool *pool;
 	uv_tcp_t listener;
 	uv_timer_t grace; /* shutdown: bounds the wait for replies to drain */
+	uv_check_t flush; /* writes the replies gathered during a loop turn */
+	unsigned handles_open;
 	char *default_export;
 	unsigned max_inflight;
 	size_t max_inflight_bytes;
@@ -89,6 +94,10 @@ struct nbd_conn {
 	struct nbd_request drain_rq; /* refused WRITE being drained */
 	uint32_t drain_err;
 
+	/* Replies ready to go, written together once per loop turn. */
+	struct nbd_reqq outq;
+	unsigned nout;
+
 	/* Accounting for flow control and close. */
 	unsigned nreq;	  /* live requests (engine or reply write) */
 	unsigned nio;	  /* requests inside the engine */
@@ -105,8 +114,9 @@ struct nbd_conn {
 struct nbd_req {
 	struct sds_io io;
 	struct nbd_conn *conn;
-	uv_write_t wr;
+	TAILQ_ENTRY(nbd_req) out_link;
 	struct nbd_request rq;
+	uint32_t err; /* the reply's error: READ data follows only when 0 */
 	void *buf;    /* READ / WRITE data, NBD_IO_ALIGN-aligned */
 	uint32_t got; /* WRITE payload bytes received */
 	uint8_t reply[NBD_SIMPLE_REPLY_SIZE];
@@ -118,12 +128,17 @@ struct nbd_req {
 int nbd_server_open_export(struct nbd_server *srv, const char *name, size_t len,
 			   struct sds_vdisk **out, char *msg, size_t msglen);
 void nbd_server_conn_gone(struct nbd_server *srv, struct nbd_conn *c);
+void nbd_server_flush(uv_check_t *h);
 
 /* nbd_conn.c */
 int nbd_conn_accept(struct nbd_server *srv);
 /* Queues bytes for the peer (copied). Returns 0 or -errno; on error the
  * connection is being closed. */
 int nbd_conn_send(struct nbd_conn *c, const void *data, size_t len);
+/* Queues a request's encoded reply; the server's check handle writes the
+ * gathered replies of every connection at the end of the loop turn. */
+void nbd_conn_queue_reply(struct nbd_conn *c, struct nbd_req *r);
+void nbd_conn_flush(struct nbd_conn *c);
 /* hard: drop queued replies once the engine has returned every request;
  * soft: also wait for replies to be written. */
 void nbd_conn_close(struct nbd_conn *c, bool hard);
