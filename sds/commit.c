@@ -127,22 +127,29 @@ static rocksdb_writebatch_t *sds_commit__build(struct sds_pool *p)
 			free(vd);
 		}
 	}
-	uint8_t ev[SDS_EXTENT_VALUE_LEN];
+	uint8_t ev[SDS_SHARD_VALUE_LEN];
 	uint64_t id, val;
 	for (size_t pos = 0; hmap_next(&p->ext_cache, &pos, &id, &val);) {
 		struct sds_extent *e = (struct sds_extent *)(uintptr_t)val;
-		if (!e->dirty)
-			continue;
-		sds_extent_encode(e, ev);
-		kl = sds_key_u64(k, SDS_K_EXTENT, e->id);
-		rocksdb_writebatch_put(b, (const char *)k, kl,
-				       (const char *)ev, sizeof(ev));
-		e->dirty = false;
-		e->saved_gen = p->cur_gen;
+		for (unsigned s = 0; e->dirty && s < SDS_EXTENT_SHARDS; s++) {
+			if (!(e->dirty & (1u << s)))
+				continue;
+			sds_extent_encode_shard(e, s, ev);
+			kl = sds_key_shard(k, e->id, s);
+			rocksdb_writebatch_put(b, (const char *)k, kl,
+					       (const char *)ev, sizeof(ev));
+		}
+		if (e->dirty) {
+			e->dirty = 0;
+			e->saved_gen = p->cur_gen;
+		}
 	}
 	for (size_t pos = 0; hmap_next(&p->ext_dead, &pos, &id, &val);) {
-		kl = sds_key_u64(k, SDS_K_EXTENT, id);
-		rocksdb_writebatch_delete(b, (const char *)k, kl);
+		uint8_t end[10];
+		sds_key_shard(k, id, 0);
+		sds_key_shard(end, id, 0xff);
+		rocksdb_writebatch_delete_range(b, (const char *)k, 10,
+						(const char *)end, 10);
 	}
 	hmap_free(&p->ext_dead);
 	sds_commit__put_counts(b, SDS_K_EXTRC, &p->ext_rc, &p->ext_rc_dirty);

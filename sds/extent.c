@@ -12,26 +12,42 @@
 #include "sds_internal.h"
 #include "util.h"
 
-static void sds_extent__decode(struct sds_extent *e, const uint8_t *v)
+void sds_extent_encode_shard(const struct sds_extent *e, unsigned shard,
+			     uint8_t *v)
 {
-	e->version = get_be64(v);
-	for (unsigned i = 0; i < SDS_EXTENT_BLOCKS; i++) {
-		const uint8_t *b = v + 8 + (size_t)i * 16;
-		e->blk[i].pba = get_be64(b);
-		e->blk[i].crc = get_be32(b + 8);
-		e->blk[i].flags = get_be32(b + 12);
+	put_be64(v, e->version);
+	for (unsigned i = 0; i < SDS_SHARD_BLOCKS; i++) {
+		const struct sds_blkent *be = &e->blk[shard * SDS_SHARD_BLOCKS + i];
+		uint8_t *b = v + 8 + (size_t)i * 16;
+		put_be64(b, be->pba);
+		put_be32(b + 8, be->crc);
+		put_be32(b + 12, be->flags);
 	}
 }
 
-void sds_extent_encode(const struct sds_extent *e, uint8_t *v)
+struct sds_extent__load {
+	struct sds_extent *e;
+	unsigned shards;
+};
+
+static int sds_extent__decode_shard(void *arg, const uint8_t *k, size_t kl,
+				    const uint8_t *v, size_t vl)
 {
-	put_be64(v, e->version);
-	for (unsigned i = 0; i < SDS_EXTENT_BLOCKS; i++) {
-		uint8_t *b = v + 8 + (size_t)i * 16;
-		put_be64(b, e->blk[i].pba);
-		put_be32(b + 8, e->blk[i].crc);
-		put_be32(b + 12, e->blk[i].flags);
+	struct sds_extent__load *l = arg;
+	struct sds_extent *e = l->e;
+	if (kl != 10 || vl != SDS_SHARD_VALUE_LEN ||
+	    k[9] >= SDS_EXTENT_SHARDS)
+		return -EINVAL;
+	e->version = MAX(e->version, get_be64(v));
+	for (unsigned i = 0; i < SDS_SHARD_BLOCKS; i++) {
+		const uint8_t *b = v + 8 + (size_t)i * 16;
+		struct sds_blkent *be = &e->blk[k[9] * SDS_SHARD_BLOCKS + i];
+		be->pba = get_be64(b);
+		be->crc = get_be32(b + 8);
+		be->flags = get_be32(b + 12);
 	}
+	l->shards++;
+	return 0;
 }
 
 static int sds_extent__insert(struct sds_pool *p, struct sds_extent *e)
@@ -53,25 +69,24 @@ struct sds_extent *sds_extent_get(struct sds_pool *p, uint64_t id, int *rc)
 		TAILQ_INSERT_HEAD(&p->lru, e, lru);
 		return e;
 	}
-	uint8_t key[9];
-	size_t kl = sds_key_u64(key, SDS_K_EXTENT, id), vl;
-	uint8_t *val = sds_meta_get(&p->meta, key, kl, &vl);
-	if (!val || vl != SDS_EXTENT_VALUE_LEN) {
-		log_error("sds", "extent %llu: %s", (unsigned long long)id,
-			  val ? "bad record" : "missing record");
-		free(val);
-		*rc = -EIO;
-		return NULL;
-	}
 	struct sds_extent *e = calloc(1, sizeof(*e));
 	if (!e) {
-		free(val);
 		*rc = -ENOMEM;
 		return NULL;
 	}
+	uint8_t prefix[9];
+	sds_key_u64(prefix, SDS_K_EXTENT, id);
+	struct sds_extent__load l = {.e = e};
+	int src = sds_meta_scan(&p->meta, prefix, sizeof(prefix),
+				sds_extent__decode_shard, &l);
+	if (src || !l.shards) {
+		log_error("sds", "extent %llu: %s", (unsigned long long)id,
+			  src ? "bad record" : "missing record");
+		free(e);
+		*rc = -EIO;
+		return NULL;
+	}
 	e->id = id;
-	sds_extent__decode(e, val);
-	free(val);
 	if ((*rc = sds_extent__insert(p, e)) != 0) {
 		free(e);
 		return NULL;
@@ -90,13 +105,17 @@ struct sds_extent *sds_extent_new(struct sds_pool *p)
 		free(e);
 		return NULL;
 	}
-	sds_extent_mark_dirty(p, e);
+	/* Shard 0 is always stored: it is what makes the extent exist. */
+	sds_extent_mark_dirty(p, e, 0);
 	return e;
 }
 
-void sds_extent_mark_dirty(struct sds_pool *p, struct sds_extent *e)
+void sds_extent_mark_dirty(struct sds_pool *p, struct sds_extent *e,
+			   unsigned idx)
 {
-	e->dirty = true;
+	e->dirty |= idx >= SDS_EXTENT_BLOCKS
+		? SDS_SHARDS_ALL
+		: (uint16_t)(1u << (idx / SDS_SHARD_BLOCKS));
 	sds_commit_mark(p);
 }
 
@@ -205,7 +224,8 @@ struct sds_extent *sds_extent_for_write(struct sds_pool *p, struct sds_vd *vd,
 		n->blk[i] = e->blk[i];
 	}
 	n->version = e->version + 1;
-	sds_extent_mark_dirty(p, e);
+	sds_extent_mark_dirty(p, e, SDS_EXTENT_BLOCKS);
+	sds_extent_mark_dirty(p, n, SDS_EXTENT_BLOCKS);
 	sds_extent_unref(p, id);
 	sds_vd_map_set(p, vd, vb, n->id);
 	return n;
@@ -221,7 +241,7 @@ void sds_extent_set(struct sds_pool *p, struct sds_extent *e, unsigned idx,
 	e->version++;
 	if (old.pba)
 		sds_pba_unref(p, &old);
-	sds_extent_mark_dirty(p, e);
+	sds_extent_mark_dirty(p, e, idx);
 }
 
 /* Evicts clean extents whose last change is durable. Called only between

@@ -137,3 +137,11 @@ size_t sds_key_alloc(uint8_t *k, unsigned disk, uint32_t chunk)
 	put_be32(k + 5, chunk);
 	return 9;
 }
+
+size_t sds_key_shard(uint8_t *k, uint64_t extent, unsigned shard)
+{
+	k[0] = SDS_K_EXTENT;
+	put_be64(k + 1, extent);
+	k[9] = (uint8_t)shard;
+	return 10;
+}

@@ -116,7 +116,7 @@ int sds_alloc_load(struct sds_pool *p);
 #define SDS_K_DISK 'D'    /* D be32 disk: path + nblocks */
 #define SDS_K_VDISK 'V'   /* V be64 id: vdisk record */
 #define SDS_K_MAP 'M'     /* M be64 vdisk be32 chunk: 512 extent ids */
-#define SDS_K_EXTENT 'E'  /* E be64 extent: version + 256 block entries */
+#define SDS_K_EXTENT 'E'  /* E be64 extent u8 shard: version + 16 entries */
 #define SDS_K_EXTRC 'C'   /* C be64 extent: refcount when > 1 */
 #define SDS_K_PBARC 'R'   /* R be64 pba: references when > 1 */
 #define SDS_K_ALLOC 'A'   /* A be32 disk be32 chunk: allocation bitmap */
@@ -157,22 +157,31 @@ struct sds_blkent {
 	uint32_t flags;
 };
 
+/* An extent's table is stored in shards of 16 entries, so that a small
+ * write rewrites 264 bytes of metadata, not 4 KiB. */
+#define SDS_SHARD_BLOCKS 16u
+#define SDS_EXTENT_SHARDS (SDS_EXTENT_BLOCKS / SDS_SHARD_BLOCKS)
+#define SDS_SHARD_VALUE_LEN (8 + SDS_SHARD_BLOCKS * 16)
+#define SDS_SHARDS_ALL ((uint16_t)0xffff)
+_Static_assert(SDS_EXTENT_SHARDS == 16, "dirty mask is 16 bits");
+
 struct sds_extent {
 	uint64_t id;
 	uint64_t version;    /* bumped by every change: replication's order */
 	uint64_t saved_gen;  /* commit generation that carries the last change */
-	bool dirty;
+	uint16_t dirty;      /* shards changed since the last commit */
 	TAILQ_ENTRY(sds_extent) lru;
 	struct sds_blkent blk[SDS_EXTENT_BLOCKS];
 };
 TAILQ_HEAD(sds_extentq, sds_extent);
 
-#define SDS_EXTENT_VALUE_LEN (8 + SDS_EXTENT_BLOCKS * 16)
 
 /* Returns the cached extent (loading it), or NULL with -errno in *rc. */
 struct sds_extent *sds_extent_get(struct sds_pool *p, uint64_t id, int *rc);
 struct sds_extent *sds_extent_new(struct sds_pool *p);
-void sds_extent_mark_dirty(struct sds_pool *p, struct sds_extent *e);
+/* Marks the shard holding block idx changed (SDS_EXTENT_BLOCKS: all). */
+void sds_extent_mark_dirty(struct sds_pool *p, struct sds_extent *e,
+			   unsigned idx);
 uint32_t sds_extent_refs(struct sds_pool *p, uint64_t id);
 void sds_extent_ref(struct sds_pool *p, uint64_t id);
 /* Drops one reference; the last one frees every block and the extent. */
@@ -187,7 +196,9 @@ void sds_extent_set(struct sds_pool *p, struct sds_extent *e, unsigned idx,
 		    uint64_t pba, uint32_t crc, uint32_t flags);
 void sds_pba_ref(struct sds_pool *p, uint64_t pba);
 void sds_pba_unref(struct sds_pool *p, const struct sds_blkent *b);
-void sds_extent_encode(const struct sds_extent *e, uint8_t *v);
+void sds_extent_encode_shard(const struct sds_extent *e, unsigned shard,
+			     uint8_t *v);
+size_t sds_key_shard(uint8_t *k, uint64_t extent, unsigned shard);
 void sds_extent_cache_trim(struct sds_pool *p);
 void sds_extent_cache_free(struct sds_pool *p);
 

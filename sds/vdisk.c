@@ -347,9 +347,9 @@ int sds_vd_share(struct sds_pool *p, struct sds_vd *dst, uint64_t db,
 				 * just now (same vdisk): flag its live entry. */
 				if (src->map[svb] &&
 				    (se = sds_extent_get(p, src->map[svb], &rc))) {
-					se->blk[sb % SDS_EXTENT_BLOCKS].flags |=
-						SDS_BLK_SHARED;
-					sds_extent_mark_dirty(p, se);
+					unsigned si = (unsigned)(sb % SDS_EXTENT_BLOCKS);
+					se->blk[si].flags |= SDS_BLK_SHARED;
+					sds_extent_mark_dirty(p, se, si);
 				}
 			}
 			sds_extent_set(p, de, (unsigned)(db % SDS_EXTENT_BLOCKS),

@@ -160,11 +160,14 @@ void nbd_conn_queue_reply(struct nbd_conn *c, struct nbd_req *r)
 {
 	TAILQ_INSERT_TAIL(&c->outq, r, out_link);
 	c->nout++;
-	uv_check_start(&c->srv->flush, nbd_server_flush);
+	uv_prepare_start(&c->srv->flush, nbd_server_flush);
 }
 
 /* Fewer, larger writes: one syscall for all replies of a loop turn, and
- * the client reads them in fewer wake-ups. */
+ * the client reads them in fewer wake-ups. The flush runs from a
+ * uv_prepare, i.e. before the loop next blocks: a reply queued anywhere in
+ * a turn (IO completion, or the engine's run queue) never waits for an
+ * unrelated wake-up. */
 void nbd_conn_flush(struct nbd_conn *c)
 {
 	while (c->nout) {

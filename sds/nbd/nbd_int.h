@@ -43,7 +43,7 @@ struct nbd_server {
 	struct sds_pool *pool;
 	uv_tcp_t listener;
 	uv_timer_t grace; /* shutdown: bounds the wait for replies to drain */
-	uv_check_t flush; /* writes the replies gathered during a loop turn */
+	uv_prepare_t flush; /* writes gathered replies before the loop blocks */
 	unsigned handles_open;
 	char *default_export;
 	unsigned max_inflight;
@@ -128,15 +128,15 @@ struct nbd_req {
 int nbd_server_open_export(struct nbd_server *srv, const char *name, size_t len,
 			   struct sds_vdisk **out, char *msg, size_t msglen);
 void nbd_server_conn_gone(struct nbd_server *srv, struct nbd_conn *c);
-void nbd_server_flush(uv_check_t *h);
+void nbd_server_flush(uv_prepare_t *h);
 
 /* nbd_conn.c */
 int nbd_conn_accept(struct nbd_server *srv);
 /* Queues bytes for the peer (copied). Returns 0 or -errno; on error the
  * connection is being closed. */
 int nbd_conn_send(struct nbd_conn *c, const void *data, size_t len);
-/* Queues a request's encoded reply; the server's check handle writes the
- * gathered replies of every connection at the end of the loop turn. */
+/* Queues a request's encoded reply; the server's prepare handle writes the
+ * gathered replies of every connection before the loop next blocks. */
 void nbd_conn_queue_reply(struct nbd_conn *c, struct nbd_req *r);
 void nbd_conn_flush(struct nbd_conn *c);
 /* hard: drop queued replies once the engine has returned every request;

@@ -55,7 +55,7 @@ int nbd_server_open_export(struct nbd_server *srv, const char *name, size_t len,
 	return 0;
 }
 
-void nbd_server_flush(uv_check_t *h)
+void nbd_server_flush(uv_prepare_t *h)
 {
 	struct nbd_server *srv = h->data;
 	struct nbd_conn *c, *next;
@@ -64,7 +64,7 @@ void nbd_server_flush(uv_check_t *h)
 		if (c->nout)
 			nbd_conn_flush(c);
 	}
-	uv_check_stop(&srv->flush);
+	uv_prepare_stop(&srv->flush);
 }
 
 static void nbd_server_grace_closed(uv_handle_t *h)
@@ -87,7 +87,7 @@ static void nbd_server_maybe_done(struct nbd_server *srv)
 	    uv_is_closing((uv_handle_t *)&srv->grace))
 		return;
 	uv_timer_stop(&srv->grace);
-	uv_check_stop(&srv->flush);
+	uv_prepare_stop(&srv->flush);
 	srv->handles_open = 2;
 	uv_close((uv_handle_t *)&srv->grace, nbd_server_grace_closed);
 	uv_close((uv_handle_t *)&srv->flush, nbd_server_grace_closed);
@@ -174,7 +174,7 @@ int nbd_server_start(uv_loop_t *loop, struct sds_pool *pool,
 	TAILQ_INIT(&srv->conns);
 	uv_timer_init(loop, &srv->grace);
 	srv->grace.data = srv;
-	uv_check_init(loop, &srv->flush);
+	uv_prepare_init(loop, &srv->flush);
 	srv->flush.data = srv;
 	int rc = uv_tcp_init(loop, &srv->listener);
 	if (rc < 0) {
