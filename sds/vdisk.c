@@ -510,6 +510,52 @@ void sds_vdisk_close(struct sds_vdisk *h)
 	free(h);
 }
 
+static int sds_vd__block_mapped(struct sds_pool *p, struct sds_vd *vd,
+				uint64_t blk, bool *mapped)
+{
+	uint64_t eid = vd->map[blk / SDS_EXTENT_BLOCKS];
+	*mapped = false;
+	if (!eid)
+		return 0;
+	int rc;
+	struct sds_extent *e = sds_extent_get(p, eid, &rc);
+	if (!e)
+		return rc;
+	*mapped = e->blk[blk % SDS_EXTENT_BLOCKS].pba != 0;
+	return 0;
+}
+
+int sds_vdisk_lba_status(struct sds_vdisk *v, uint64_t offset,
+			 uint64_t max_len, bool *mapped, uint64_t *len)
+{
+	struct sds_pool *p = v->pool;
+	struct sds_vd *vd = v->vd;
+	if (offset >= vd->size || !max_len)
+		return -EINVAL;
+	uint64_t end = offset + MIN(max_len, vd->size - offset);
+	uint64_t blk = offset / SDS_BLOCK_SIZE;
+	int rc = sds_vd__block_mapped(p, vd, blk, mapped);
+	if (rc)
+		return rc;
+	/* Bounded scan: at most 64 extents' worth per call. */
+	uint64_t limit = blk + (uint64_t)SDS_WORK_STEP * SDS_EXTENT_BLOCKS;
+	uint64_t b = blk + 1;
+	for (; b * SDS_BLOCK_SIZE < end && b < limit; b++) {
+		bool m;
+		if (!vd->map[b / SDS_EXTENT_BLOCKS] && !*mapped &&
+		    b % SDS_EXTENT_BLOCKS == 0) {
+			b += SDS_EXTENT_BLOCKS - 1; /* a whole unmapped slot */
+			continue;
+		}
+		if ((rc = sds_vd__block_mapped(p, vd, b, &m)))
+			return rc;
+		if (m != *mapped)
+			break;
+	}
+	*len = MIN(b * SDS_BLOCK_SIZE, end) - offset;
+	return 0;
+}
+
 uint64_t sds_vdisk_size(const struct sds_vdisk *v)
 {
 	return v->vd->size;

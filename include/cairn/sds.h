@@ -131,6 +131,12 @@ uint32_t sds_vdisk_sector_size(const struct sds_vdisk *v);
 bool sds_vdisk_readonly(const struct sds_vdisk *v);
 const char *sds_vdisk_name(const struct sds_vdisk *v);
 
+/* Allocation status (SBC-4 GET LBA STATUS, NBD block status): whether the
+ * bytes at `offset` are mapped, and how many bytes from there (up to
+ * max_len) share that status. Metadata only, synchronous. */
+int sds_vdisk_lba_status(struct sds_vdisk *v, uint64_t offset,
+			 uint64_t max_len, bool *mapped, uint64_t *len);
+
 /* ---- IO -------------------------------------------------------------------
  * offset and len are bytes, multiples of the vdisk's sector size, inside
  * the vdisk. Writes are acknowledged when their data is on disk and the

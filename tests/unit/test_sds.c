@@ -211,6 +211,21 @@ static void test_basic_rw(void)
 	CHECK_EQ(used_bytes(&e), 1 << 20);
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 3 << 20, 1 << 20, r), 0);
 	CHECK(memcmp(w, r, 1 << 20) == 0);
+	/* allocation status: [0, 3 MiB) unmapped, [3, 4) mapped */
+	bool mapped;
+	uint64_t run;
+	CHECK_EQ(sds_vdisk_lba_status(v, 0, 16 << 20, &mapped, &run), 0);
+	CHECK(!mapped);
+	CHECK_EQ(run, 3 << 20);
+	CHECK_EQ(sds_vdisk_lba_status(v, 3 << 20, 16 << 20, &mapped, &run), 0);
+	CHECK(mapped);
+	CHECK_EQ(run, 1 << 20);
+	CHECK_EQ(sds_vdisk_lba_status(v, (4 << 20) + 4096, 8192, &mapped,
+				      &run), 0);
+	CHECK(!mapped);
+	CHECK_EQ(run, 8192);
+	CHECK_EQ(sds_vdisk_lba_status(v, 16 << 20, 4096, &mapped, &run),
+		 -EINVAL);
 	/* unaligned caller buffer */
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 3 << 20, 4096, r + 1), 0);
 	CHECK(memcmp(w, r + 1, 4096) == 0);
