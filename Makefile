@@ -7,7 +7,7 @@ MODE   ?= rel
 BUILD  ?= build/$(MODE)
 CC     ?= cc
 
-PKGS   := libuv liburing libisal rocksdb
+PKGS   := libuv liburing libisal rocksdb jansson openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -16,6 +16,11 @@ CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -g -Wall -Wextra -Werror -Wshadow \
 ifeq ($(MODE),asan)
 CFLAGS_MODE := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS_MODE := -fsanitize=address,undefined
+else ifeq ($(MODE),fuzz)
+# libFuzzer targets: everything built by clang with coverage hooks.
+CC := clang
+CFLAGS_MODE := -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+LDFLAGS_MODE := -fsanitize=fuzzer,address,undefined
 else
 CFLAGS_MODE := -O2
 LDFLAGS_MODE :=
@@ -24,18 +29,37 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS_MODE) $(CFLAGS)
 ALL_LDLIBS := $(PKG_LIBS) -lpthread $(LDLIBS)
 
 # Everything but the main()s goes into one static library the tests link.
-LIB_SRCS := $(wildcard lib/*.c) $(wildcard sds/*.c) $(wildcard sds/nbd/*.c)
+# Library sources: every .c in these folders (main()s live elsewhere).
+LIB_DIRS := lib sds sds/nbd vaai/scsi vaai/iscsi hypervisor/vhost hypervisor/hostd
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIBCAIRN := $(BUILD)/libcairn.a
 
-PROGS := $(BUILD)/bin/cairnd $(BUILD)/bin/cairn-sds
+PROGS := $(BUILD)/bin/cairnd $(BUILD)/bin/cairn-sds \
+	$(patsubst %.c,$(BUILD)/bin/%,$(notdir $(wildcard hypervisor/cmd/*.c)))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all deps test demo bench clean format
+.PHONY: all deps test demo bench clean format fuzzers
+ifeq ($(MODE),fuzz)
+all: fuzzers
+else
 all: $(PROGS) $(UNIT_BINS) $(TOOL_BINS)
+endif
+fuzzers: $(FUZZ_BINS)
+
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIBCAIRN)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
+# Extra programs: one main() per file in hypervisor/cmd/.
+$(BUILD)/bin/%: $(BUILD)/obj/hypervisor/cmd/%.o $(LIBCAIRN)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -66,6 +90,7 @@ deps:
 
 test: deps
 	$(MAKE) MODE=asan all
+	$(MAKE) MODE=fuzz fuzzers
 	tests/run.sh build/asan
 
 demo: deps

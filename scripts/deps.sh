@@ -12,7 +12,10 @@ PKGS=(
 	libjansson-dev libraft-dev libnbd-dev
 	# real clients and peers for tests and benchmarks
 	libnbd-bin nbdkit qemu-utils qemu-system-x86 qemu-block-extra fio
-	libiscsi-bin
+	libiscsi-bin libiscsi-dev tgt
+	# guest images for hypervisor tests (the kernel is fetched with
+	# `apt-get download` and unpacked, never installed on the host)
+	busybox-static cpio kmod
 	# used by the scripts and tests
 	iproute2 procps python3
 )
