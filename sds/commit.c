@@ -221,6 +221,13 @@ static void sds_commit__done(uv_work_t *w, int status)
 		p->failed = true;
 		sds_commit__wake(p, true, -EIO);
 		p->st.io_errors++;
+		struct sds_req *sw;
+		while ((sw = TAILQ_FIRST(&p->space_waiters)) != NULL) {
+			TAILQ_REMOVE(&p->space_waiters, sw, link);
+			sds_req_continue(sw); /* fails in PH_ALLOC */
+		}
+		if (p->closing)
+			sds_pool_maybe_closed(p);
 		return;
 	}
 	p->durable_gen = p->cur_gen - 1;
@@ -247,6 +254,12 @@ static void sds_commit__done(uv_work_t *w, int status)
 
 static void sds_commit__start(struct sds_pool *p)
 {
+	if (p->failed) {
+		/* Never write a batch after a lost one: it would land on top
+		 * of metadata that lacks the lost changes. */
+		sds_commit__wake(p, true, -EIO);
+		return;
+	}
 	if (p->committing) {
 		p->commit_again = true;
 		return;

@@ -260,6 +260,10 @@ static void io__alloc_and_write(struct sds_req *r)
 {
 	struct sds_pool *p = r->pool;
 	r->nsubs = 0;
+	if (p->failed) {
+		io__fail(r, -EIO); /* nothing written now could become durable */
+		return;
+	}
 	for (uint64_t i = 0; i < r->nblk;) {
 		uint64_t pba;
 		int n = sds_alloc_run(p, (unsigned)MIN(r->nblk - i, 65536u), &pba);
