@@ -32,6 +32,11 @@ const char *sds_pool_errmsg(const struct sds_pool *p)
 	return p->errmsg;
 }
 
+void sds_pool_uuid(const struct sds_pool *p, uint8_t out[16])
+{
+	memcpy(out, p->uuid, 16);
+}
+
 static void sds_pool__meta_path(const char *dir, char *out, size_t len)
 {
 	snprintf(out, len, "%s/meta", dir);
@@ -350,7 +355,7 @@ void sds_pool_maybe_closed(struct sds_pool *p)
 	}
 	if (uv_is_closing((uv_handle_t *)&p->commit_timer))
 		return;
-	p->closing_handles = 5;
+	p->closing_handles = 6;
 	uv_timer_stop(&p->commit_timer);
 	uv_timer_stop(&p->gc_timer);
 	uv_idle_stop(&p->runq_idle);

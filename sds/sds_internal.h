@@ -54,7 +54,8 @@ struct sds_uring {
 	struct io_uring ring;
 	int efd;
 	uv_poll_t poll;
-	uv_prepare_t prep; /* submits once per loop turn: batching */
+	uv_prepare_t prep; /* submits before the loop may block */
+	uv_check_t check;  /* submits right after the poll phase */
 	unsigned inflight;
 	unsigned unsubmitted;
 	struct sds_uring_opq backlog;
@@ -359,6 +360,7 @@ struct sds_pool {
 	uv_timer_t gc_timer;
 
 	unsigned inflight;  /* requests not yet completed */
+	unsigned in_submit; /* inside sds_vdisk_submit: defer completions */
 	bool closing;
 	bool failed;        /* a commit failed: refuse IO until reopened */
 	void (*close_cb)(void *);

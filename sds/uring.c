@@ -1,6 +1,8 @@
 /* io_uring driven from the libuv loop: an eventfd registered with the ring
- * wakes a uv_poll; submissions queued during one loop turn go to the kernel
- * together from a uv_prepare (one io_uring_enter for a whole batch). */
+ * wakes a uv_poll; submissions queued during a loop phase go to the kernel
+ * together (one io_uring_enter for the batch) from a uv_check, right after
+ * the poll phase that parsed the requests, and from a uv_prepare, before
+ * the loop could block with anything queued by timers or idle work. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -59,6 +61,11 @@ static void sds_uring__on_prepare(uv_prepare_t *h)
 	sds_uring__submit(h->data);
 }
 
+static void sds_uring__on_check(uv_check_t *h)
+{
+	sds_uring__submit(h->data);
+}
+
 static void sds_uring__reap(struct sds_uring *u)
 {
 	struct io_uring_cqe *cqe;
@@ -113,11 +120,14 @@ int sds_uring_init(struct sds_uring *u, uv_loop_t *loop, unsigned entries)
 	uv_prepare_init(loop, &u->prep);
 	u->prep.data = u;
 	uv_prepare_start(&u->prep, sds_uring__on_prepare);
+	uv_check_init(loop, &u->check);
+	u->check.data = u;
+	uv_check_start(&u->check, sds_uring__on_check);
 	u->ready = true;
 	return 0;
 }
 
-/* The caller has waited for inflight == 0. The two handles close
+/* The caller has waited for inflight == 0. The three handles close
  * asynchronously: cb runs once for each, with handle->data = data. */
 void sds_uring_close(struct sds_uring *u, uv_close_cb cb, void *data)
 {
@@ -129,6 +139,9 @@ void sds_uring_close(struct sds_uring *u, uv_close_cb cb, void *data)
 	uv_prepare_stop(&u->prep);
 	u->prep.data = data;
 	uv_close((uv_handle_t *)&u->prep, cb);
+	uv_check_stop(&u->check);
+	u->check.data = data;
+	uv_close((uv_handle_t *)&u->check, cb);
 	io_uring_queue_exit(&u->ring);
 	close(u->efd);
 	u->ready = false;
