@@ -184,6 +184,15 @@ static void sds_commit__work(uv_work_t *w)
 			return;
 		}
 	}
+	if (p->opts.fault) {
+		int f = p->opts.fault(p->opts.fault_arg, "commit");
+		if (f) {
+			p->commit_status = -f;
+			snprintf(p->commit_err, sizeof(p->commit_err),
+				 "injected fault: %s", strerror(f));
+			return;
+		}
+	}
 	p->commit_status = sds_meta_write_sync(&p->meta, p->commit_batch,
 					       p->commit_err,
 					       sizeof(p->commit_err));

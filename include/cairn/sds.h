@@ -33,6 +33,11 @@ struct sds_pool_opts {
 	bool no_checksum;
 	/* Extents kept in the in-memory metadata cache (0 = default). */
 	size_t cache_extents;
+	/* Fault injection for tests: called at named points ("commit", on the
+	 * commit worker thread, before the metadata write); a non-zero return
+	 * makes that step fail with it as -errno. NULL in production. */
+	int (*fault)(void *arg, const char *point);
+	void *fault_arg;
 };
 
 /* Creates a pool in `dir` (RocksDB lives in dir/meta) over `ndisks` disks:
@@ -56,6 +61,10 @@ void sds_pool_flush(struct sds_pool *p, void (*cb)(void *arg, int status),
 		    void *arg);
 
 const char *sds_pool_errmsg(const struct sds_pool *p);
+
+/* The pool's identity, random at format and stable for its life (SCSI
+ * device identifiers are derived from it). */
+void sds_pool_uuid(const struct sds_pool *p, uint8_t out[16]);
 
 struct sds_pool_stats {
 	uint64_t total_bytes;   /* data capacity over all disks */

@@ -638,6 +638,55 @@ static void test_resize_and_big_snapshot(void)
 	env_fini(&e);
 }
 
+/* The commit worker runs on libuv's thread pool: the flag is atomic. */
+static int fail_commits;
+static int inject(void *arg, const char *point)
+{
+	(void)arg;
+	return (!strcmp(point, "commit") &&
+		__atomic_load_n(&fail_commits, __ATOMIC_SEQ_CST))
+		? EIO
+		: 0;
+}
+
+/* A failed commit fails FLUSH and every later write; after a reopen the
+ * pool holds what was flushed before, and fsck is clean. */
+static void test_commit_failure(void)
+{
+	current_test = "test_commit_failure";
+	struct env e;
+	env_init(&e, 16 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "f", 4 << 20, 4096), 0);
+	CHECK_EQ(pool_flush(&e), 0);
+	env_close(&e);
+	char err[256];
+	struct sds_pool_opts o = {.fault = inject, .cache_extents = 64};
+	CHECK_EQ(sds_pool_open(&e.loop, e.dir, &o, &e.pool, err, sizeof(err)),
+		 0);
+	struct sds_vdisk *v;
+	CHECK_EQ(sds_vdisk_open(e.pool, "f", &v), 0);
+	uint8_t *a = abuf(8192), *r = abuf(8192);
+	fill(a, 8192, 77);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4096, a), 0);
+	CHECK_EQ(pool_flush(&e), 0); /* durable */
+	__atomic_store_n(&fail_commits, 1, __ATOMIC_SEQ_CST);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 4096, 4096, a + 4096), 0);
+	CHECK_EQ(pool_flush(&e), -EIO);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 8192, 4096, a), -EIO);
+	CHECK_EQ(pool_flush(&e), -EIO);
+	__atomic_store_n(&fail_commits, 0, __ATOMIC_SEQ_CST);
+	sds_vdisk_close(v);
+	env_close(&e);
+	env_open(&e, false);
+	CHECK_EQ(sds_vdisk_open(e.pool, "f", &v), 0);
+	CHECK_EQ(rw(&e, v, SDS_OP_READ, 0, 4096, r), 0);
+	CHECK(memcmp(r, a, 4096) == 0);
+	sds_vdisk_close(v);
+	free(a);
+	free(r);
+	env_fini(&e);
+}
+
 int main(void)
 {
 	log_init();
@@ -649,6 +698,7 @@ int main(void)
 	test_bad_input();
 	test_corruption();
 	test_resize_and_big_snapshot();
+	test_commit_failure();
 	if (failures) {
 		fprintf(stderr, "test_sds: %d check(s) failed\n", failures);
 		return 1;
