@@ -1,0 +1,193 @@
+/* Certificate authority and node certificates with OpenSSL 3. */
+#include <cairn/pki.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int pki__fail(char *err, size_t errlen, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char buf[160] = "";
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	snprintf(err, errlen, "%s%s%s", what, e ? ": " : "", buf);
+	ERR_clear_error();
+	return -EIO;
+}
+
+static int pki__write(const char *dir, const char *name, const char *ext,
+		      EVP_PKEY *key, X509 *crt, char *err, size_t errlen)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s.%s", dir, name, ext);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		      key ? 0600 : 0644);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+		     : PEM_write_X509(f, crt);
+	if (fclose(f) != 0)
+		ok = 0;
+	return ok ? 0 : pki__fail(err, errlen, path);
+}
+
+static int pki__ext(X509 *crt, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, issuer, crt, NULL, NULL, 0);
+	X509_EXTENSION *ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	if (!ex)
+		return -1;
+	int ok = X509_add_ext(crt, ex, -1);
+	X509_EXTENSION_free(ex);
+	return ok ? 0 : -1;
+}
+
+/* A certificate for `key`, named `cn`, valid [from, from + days] days from
+ * now; self-signed when issuer is NULL. */
+static X509 *pki__cert(EVP_PKEY *key, const char *cn, int from, int days,
+		       X509 *issuer, EVP_PKEY *issuer_key)
+{
+	X509 *crt = X509_new();
+	unsigned char serial[16];
+	BIGNUM *bn = NULL;
+	if (!crt || RAND_bytes(serial, sizeof(serial)) != 1)
+		goto fail;
+	serial[0] &= 0x7f; /* positive */
+	bn = BN_bin2bn(serial, sizeof(serial), NULL);
+	if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(crt)))
+		goto fail;
+	X509_set_version(crt, 2);
+	if (!X509_gmtime_adj(X509_getm_notBefore(crt), (long)from * 86400) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(crt),
+			     (long)(from + days) * 86400) ||
+	    !X509_set_pubkey(crt, key))
+		goto fail;
+	X509_NAME *name = X509_get_subject_name(crt);
+	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+				   (const unsigned char *)"Cairn", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+				   (const unsigned char *)cn, -1, -1, 0);
+	X509 *iss = issuer ? issuer : crt;
+	if (!X509_set_issuer_name(crt, X509_get_subject_name(iss)))
+		goto fail;
+	if (!issuer) {
+		if (pki__ext(crt, crt, NID_basic_constraints,
+			     "critical,CA:TRUE,pathlen:0") ||
+		    pki__ext(crt, crt, NID_key_usage,
+			     "critical,keyCertSign,cRLSign") ||
+		    pki__ext(crt, crt, NID_subject_key_identifier, "hash"))
+			goto fail;
+	} else {
+		char san[300];
+		snprintf(san, sizeof(san), "DNS:%s", cn);
+		if (pki__ext(crt, iss, NID_basic_constraints,
+			     "critical,CA:FALSE") ||
+		    pki__ext(crt, iss, NID_key_usage,
+			     "critical,digitalSignature") ||
+		    pki__ext(crt, iss, NID_ext_key_usage,
+			     "serverAuth,clientAuth") ||
+		    pki__ext(crt, iss, NID_subject_alt_name, san) ||
+		    pki__ext(crt, iss, NID_authority_key_identifier,
+			     "keyid:always"))
+			goto fail;
+	}
+	if (!X509_sign(crt, issuer ? issuer_key : key, EVP_sha256()))
+		goto fail;
+	BN_free(bn);
+	return crt;
+fail:
+	BN_free(bn);
+	X509_free(crt);
+	return NULL;
+}
+
+int pki_ca_create(const char *dir, const char *cluster, int days, char *err,
+		  size_t errlen)
+{
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	if (!key)
+		return pki__fail(err, errlen, "CA key");
+	char cn[300];
+	snprintf(cn, sizeof(cn), "Cairn cluster CA %s", cluster);
+	X509 *crt = pki__cert(key, cn, 0, days, NULL, NULL);
+	int rc = crt ? 0 : pki__fail(err, errlen, "CA certificate");
+	if (!rc)
+		rc = pki__write(dir, "ca", "key", key, NULL, err, errlen);
+	if (!rc)
+		rc = pki__write(dir, "ca", "crt", NULL, crt, err, errlen);
+	X509_free(crt);
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+static void *pki__read(const char *dir, const char *file, bool key)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	void *v = key ? (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL)
+		      : (void *)PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	return v;
+}
+
+int pki_cert_issue(const char *ca_dir, const char *name, const char *out_dir,
+		   int valid_from_days, int days, char *err, size_t errlen)
+{
+	if (!name[0] || strlen(name) > 200 || strchr(name, '/')) {
+		snprintf(err, errlen, "bad certificate name '%s'", name);
+		return -EINVAL;
+	}
+	EVP_PKEY *ca_key = pki__read(ca_dir, "ca.key", true);
+	X509 *ca = pki__read(ca_dir, "ca.crt", false);
+	EVP_PKEY *key = NULL;
+	X509 *crt = NULL;
+	int rc;
+	if (!ca_key || !ca) {
+		snprintf(err, errlen, "%s: no CA (ca.key, ca.crt)", ca_dir);
+		rc = -ENOENT;
+		goto out;
+	}
+	if (mkdir(out_dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "mkdir %s: %s", out_dir, strerror(errno));
+		rc = -errno;
+		goto out;
+	}
+	key = EVP_EC_gen("P-256");
+	crt = key ? pki__cert(key, name, valid_from_days, days, ca, ca_key)
+		  : NULL;
+	rc = crt ? 0 : pki__fail(err, errlen, "node certificate");
+	if (!rc)
+		rc = pki__write(out_dir, name, "key", key, NULL, err, errlen);
+	if (!rc)
+		rc = pki__write(out_dir, name, "crt", NULL, crt, err, errlen);
+out:
+	X509_free(crt);
+	EVP_PKEY_free(key);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+	return rc;
+}

@@ -1,0 +1,21 @@
+/* The cluster's certificate authority and node certificates (OpenSSL).
+ * Cluster create makes a CA; a joining node gets a certificate signed by
+ * it; every node-to-node connection then checks both ends against that CA
+ * (lib/tls.h). Keys are EC P-256; files are PEM, keys mode 0600. */
+#ifndef CAIRN_PKI_H
+#define CAIRN_PKI_H
+
+#include <stddef.h>
+
+/* dir/ca.key, dir/ca.crt: a self-signed CA named after the cluster. */
+int pki_ca_create(const char *dir, const char *cluster, int days, char *err,
+		  size_t errlen);
+
+/* out_dir/<name>.key and <name>.crt, signed by the CA in ca_dir, usable
+ * as TLS client and server; `name` is also its DNS subjectAltName.
+ * valid_from_days shifts notBefore (negative = in the past) and `days` is
+ * the validity: tests make expired certificates with (-10, 5). */
+int pki_cert_issue(const char *ca_dir, const char *name, const char *out_dir,
+		   int valid_from_days, int days, char *err, size_t errlen);
+
+#endif
