@@ -7,7 +7,7 @@ MODE   ?= rel
 BUILD  ?= build/$(MODE)
 CC     ?= cc
 
-PKGS   := libuv liburing libisal rocksdb jansson openssl
+PKGS   := libuv liburing libisal rocksdb jansson openssl libh2o libcurl raft
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -30,12 +30,12 @@ ALL_LDLIBS := $(PKG_LIBS) -lpthread -lm $(LDLIBS)
 
 # Everything but the main()s goes into one static library the tests link.
 # Library sources: every .c in these folders (main()s live elsewhere).
-LIB_DIRS := lib sds sds/nbd replication controller-vm/pki vaai/scsi vaai/iscsi hypervisor/vhost hypervisor/hostd
+LIB_DIRS := lib sds sds/nbd replication controller-vm/pki controller-vm/api controller-vm/cluster vaai/scsi vaai/iscsi hypervisor/vhost hypervisor/hostd
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIBCAIRN := $(BUILD)/libcairn.a
 
-PROGS := $(BUILD)/bin/cairnd $(BUILD)/bin/cairn-sds \
+PROGS := $(BUILD)/bin/cairnd $(BUILD)/bin/cairn-sds $(BUILD)/bin/cairn \
 	$(patsubst %.c,$(BUILD)/bin/%,$(notdir $(wildcard hypervisor/cmd/*.c)))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -74,6 +74,10 @@ $(BUILD)/bin/cairnd: $(BUILD)/obj/controller-vm/cairnd.o $(LIBCAIRN)
 	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 
 $(BUILD)/bin/cairn-sds: $(BUILD)/obj/sds/tools/cairn-sds.o $(LIBCAIRN)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
+$(BUILD)/bin/cairn: $(BUILD)/obj/controller-vm/cli/cairn.o $(LIBCAIRN)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 

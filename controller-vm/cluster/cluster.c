@@ -1,0 +1,590 @@
+/* One node of the cluster: libraft (canonical raft 0.15, libuv backend)
+ * over the mutual-TLS transport, with the cluster map as its state
+ * machine. Only this file talks to libraft, so the library can be swapped
+ * (DESIGN.md: upstream moved to the cowsql fork).
+ *
+ * Voters: the leader keeps 1 voter for clusters of 1-2 nodes, 3 for 3-4,
+ * 5 from 5 on; the other nodes are standbys that replicate the log and can
+ * be promoted when a voter leaves. */
+#include <cairn/cluster.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_int.h"
+#include "cluster_map.h"
+#include "log.h"
+#include "raft_tls.h"
+#include "util.h"
+
+#define CLUSTER_TICK_MS 100
+#define CLUSTER_SNAPSHOT_THRESHOLD 64
+#define CLUSTER_SNAPSHOT_TRAILING 32
+
+struct cluster_apply_result {
+	int status;
+	json_t *result;
+	char msg[256];
+};
+
+struct cluster_op {
+	struct cluster *c;
+	cluster_op_cb cb;
+	void *arg;
+	union {
+		struct raft_apply apply;
+		struct raft_barrier barrier;
+		struct raft_change change;
+	} u;
+	/* node add: the steps after raft_add */
+	json_t *node;
+	int step;
+};
+
+/* ---- the state machine --------------------------------------------------- */
+
+/* libraft's wire and disk formats put entry data on 8-byte boundaries and
+ * expect buffers whose length is a multiple of 8: pad JSON with spaces. */
+static void *cluster__padded(const char *text, size_t *len)
+{
+	size_t n = strlen(text), padded = (n + 7) & ~(size_t)7;
+	char *b = raft_malloc(padded ? padded : 8);
+	if (!b)
+		return NULL;
+	memcpy(b, text, n);
+	memset(b + n, ' ', (padded ? padded : 8) - n);
+	*len = padded ? padded : 8;
+	return b;
+}
+
+static int cluster__fsm_apply(struct raft_fsm *fsm,
+			      const struct raft_buffer *buf, void **result)
+{
+	struct cluster *c = fsm->data;
+	struct cluster_apply_result *ar = calloc(1, sizeof(*ar));
+	if (!ar)
+		return RAFT_NOMEM;
+	json_error_t jerr;
+	json_t *op = json_loadb(buf->base, buf->len, 0, &jerr);
+	if (!op) {
+		ar->status = -EINVAL;
+		snprintf(ar->msg, sizeof(ar->msg), "bad entry: %s", jerr.text);
+	} else {
+		ar->status = cluster_map_apply(c->map, op, &ar->result, ar->msg,
+					       sizeof(ar->msg));
+		json_decref(op);
+	}
+	/* libraft hands the result to a callback only on the node that
+	 * proposed the entry: keep the last one here so followers do not
+	 * leak it. */
+	if (c->last_result) {
+		json_decref(c->last_result->result);
+		free(c->last_result);
+	}
+	c->last_result = ar;
+	*result = ar;
+	return 0;
+}
+
+static int cluster__fsm_snapshot(struct raft_fsm *fsm,
+				 struct raft_buffer *bufs[], unsigned *n)
+{
+	struct cluster *c = fsm->data;
+	char *text = json_dumps(c->map, JSON_COMPACT | JSON_SORT_KEYS);
+	*bufs = raft_malloc(sizeof(**bufs));
+	if (!text || !*bufs) {
+		free(text);
+		raft_free(*bufs);
+		return RAFT_NOMEM;
+	}
+	(*bufs)[0].base = cluster__padded(text, &(*bufs)[0].len);
+	if (!(*bufs)[0].base) {
+		free(text);
+		raft_free(*bufs);
+		return RAFT_NOMEM;
+	}
+	*n = 1;
+	free(text);
+	return 0;
+}
+
+static int cluster__fsm_snapshot_finalize(struct raft_fsm *fsm,
+					  struct raft_buffer *bufs[],
+					  unsigned *n)
+{
+	(void)fsm;
+	for (unsigned i = 0; i < *n; i++)
+		raft_free((*bufs)[i].base);
+	raft_free(*bufs);
+	*bufs = NULL;
+	*n = 0;
+	return 0;
+}
+
+static int cluster__fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	struct cluster *c = fsm->data;
+	json_t *map = json_loadb(buf->base, buf->len, 0, NULL);
+	if (!json_is_object(map)) {
+		json_decref(map);
+		return RAFT_MALFORMED;
+	}
+	raft_free(buf->base); /* ours on success */
+	json_decref(c->map);
+	c->map = map;
+	return 0;
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+static const char *cluster__node_api(struct cluster *c, raft_id id)
+{
+	char key[24];
+	snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)id);
+	json_t *n = json_object_get(json_object_get(c->map, "nodes"), key);
+	return n ? json_string_value(json_object_get(n, "api")) : NULL;
+}
+
+/* Not the leader: tell the caller where the leader's API is. */
+static bool cluster__redirect(struct cluster *c, cluster_op_cb cb, void *arg)
+{
+	if (c->closing) {
+		cb(arg, -ESHUTDOWN, NULL, "node is stopping");
+		return true;
+	}
+	if (raft_state(&c->raft) == RAFT_LEADER)
+		return false;
+	raft_id id = 0;
+	const char *addr = NULL;
+	raft_leader(&c->raft, &id, &addr);
+	const char *api = id ? cluster__node_api(c, id) : NULL;
+	if (!api)
+		cb(arg, -EAGAIN, NULL, "no leader (no quorum?)");
+	else
+		cb(arg, -EREMOTE, NULL, api);
+	return true;
+}
+
+static int cluster__raft_errno(int rv)
+{
+	switch (rv) {
+	case RAFT_NOTLEADER:
+	case RAFT_LEADERSHIPLOST:
+	case RAFT_CANCELED:
+	case RAFT_SHUTDOWN:
+		return -EAGAIN;
+	case RAFT_NOMEM:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+static void cluster__applied(struct raft_apply *req, int status, void *result)
+{
+	struct cluster_op *o = req->data;
+	struct cluster *c = o->c;
+	if (status) {
+		o->cb(o->arg, cluster__raft_errno(status), NULL,
+		      raft_strerror(status));
+	} else {
+		struct cluster_apply_result *ar = result;
+		if (c->last_result == ar)
+			c->last_result = NULL;
+		o->cb(o->arg, ar->status, ar->result, ar->msg);
+		json_decref(ar->result);
+		free(ar);
+	}
+	free(o);
+}
+
+void cluster_submit(struct cluster *c, json_t *op, cluster_op_cb cb,
+		    void *arg)
+{
+	if (cluster__redirect(c, cb, arg))
+		return;
+	char *text = json_dumps(op, JSON_COMPACT);
+	struct cluster_op *o = calloc(1, sizeof(*o));
+	struct raft_buffer buf = {0};
+	if (text)
+		buf.base = cluster__padded(text, &buf.len);
+	free(text);
+	if (!o || !buf.base) {
+		free(o);
+		raft_free(buf.base);
+		cb(arg, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	o->c = c;
+	o->cb = cb;
+	o->arg = arg;
+	o->u.apply.data = o;
+	int rv = raft_apply(&c->raft, &o->u.apply, &buf, 1, cluster__applied);
+	if (rv) {
+		raft_free(buf.base);
+		free(o);
+		cb(arg, cluster__raft_errno(rv), NULL, raft_errmsg(&c->raft));
+	}
+}
+
+static void cluster__barrier_done(struct raft_barrier *req, int status)
+{
+	struct cluster_op *o = req->data;
+	if (status)
+		o->cb(o->arg, cluster__raft_errno(status), NULL,
+		      raft_strerror(status));
+	else
+		o->cb(o->arg, 0, o->c->map, "");
+	free(o);
+}
+
+/* Linearizable: the barrier commits only while this node still leads, and
+ * applies everything before it (etcd #741: a deposed leader must not
+ * answer from its own state). */
+void cluster_read(struct cluster *c, cluster_op_cb cb, void *arg)
+{
+	if (cluster__redirect(c, cb, arg))
+		return;
+	struct cluster_op *o = calloc(1, sizeof(*o));
+	if (!o) {
+		cb(arg, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	o->c = c;
+	o->cb = cb;
+	o->arg = arg;
+	o->u.barrier.data = o;
+	int rv = raft_barrier(&c->raft, &o->u.barrier, cluster__barrier_done);
+	if (rv) {
+		free(o);
+		cb(arg, cluster__raft_errno(rv), NULL, raft_errmsg(&c->raft));
+	}
+}
+
+static const char *cluster__role(int role)
+{
+	switch (role) {
+	case RAFT_VOTER:
+		return "voter";
+	case RAFT_STANDBY:
+		return "standby";
+	default:
+		return "spare";
+	}
+}
+
+json_t *cluster_status(struct cluster *c)
+{
+	static const char *const states[] = {"unavailable", "follower",
+					     "candidate", "leader"};
+	raft_id lid = 0;
+	const char *laddr = NULL;
+	raft_leader(&c->raft, &lid, &laddr);
+	int st = raft_state(&c->raft);
+	json_t *servers = json_array();
+	for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+		const struct raft_server *s = &c->raft.configuration.servers[i];
+		json_array_append_new(
+			servers, json_pack("{s:I, s:s, s:s}", "id",
+					   (json_int_t)s->id, "address",
+					   s->address, "role",
+					   cluster__role(s->role)));
+	}
+	const char *lapi = lid ? cluster__node_api(c, lid) : NULL;
+	return json_pack(
+		"{s:I, s:s, s:s, s:I, s:s?, s:I, s:I, s:I, s:I, s:o}", "id",
+		(json_int_t)c->cfg.id, "name", c->cfg.name, "state",
+		st >= 0 && st <= 3 ? states[st] : "?", "leader",
+		(json_int_t)lid, "leader_api", lapi, "term",
+		(json_int_t)c->raft.current_term, "commit_index",
+		(json_int_t)c->raft.commit_index, "applied",
+		(json_int_t)raft_last_applied(&c->raft), "epoch",
+		json_integer_value(json_object_get(c->map, "epoch")),
+		"servers", servers);
+}
+
+bool cluster_is_leader(struct cluster *c)
+{
+	return raft_state(&c->raft) == RAFT_LEADER;
+}
+
+const json_t *cluster_local_map(struct cluster *c)
+{
+	return c->map;
+}
+
+/* ---- membership ------------------------------------------------------------ */
+
+static unsigned cluster__target_voters(unsigned n)
+{
+	return n >= 5 ? 5 : (n >= 3 ? 3 : 1);
+}
+
+static unsigned cluster__count(struct cluster *c, int role)
+{
+	unsigned k = 0;
+	for (unsigned i = 0; i < c->raft.configuration.n; i++)
+		k += c->raft.configuration.servers[i].role == role;
+	return k;
+}
+
+static void cluster__node_added(void *arg, int status, json_t *res,
+				const char *msg);
+
+static void cluster__add_step(struct raft_change *req, int status)
+{
+	struct cluster_op *o = req->data;
+	struct cluster *c = o->c;
+	if (status) {
+		o->cb(o->arg, cluster__raft_errno(status), NULL,
+		      raft_strerror(status));
+		json_decref(o->node);
+		free(o);
+		return;
+	}
+	if (o->step == 0) {
+		/* Added as a spare: make it a voter or a standby. */
+		o->step = 1;
+		unsigned n = c->raft.configuration.n;
+		int role = cluster__count(c, RAFT_VOTER) <
+					   cluster__target_voters(n)
+				   ? RAFT_VOTER
+				   : RAFT_STANDBY;
+		json_int_t id = json_integer_value(json_object_get(o->node,
+								   "id"));
+		int rv = raft_assign(&c->raft, &o->u.change, (raft_id)id, role,
+				     cluster__add_step);
+		if (rv)
+			cluster__add_step(&o->u.change, rv);
+		return;
+	}
+	/* In the configuration: now in the map. */
+	cluster_submit(c, o->node, cluster__node_added, o);
+}
+
+static void cluster__node_added(void *arg, int status, json_t *res,
+				const char *msg)
+{
+	struct cluster_op *o = arg;
+	o->cb(o->arg, status, res, msg);
+	json_decref(o->node);
+	free(o);
+}
+
+void cluster_add_node(struct cluster *c, const struct cluster_node *n,
+		      cluster_op_cb cb, void *arg)
+{
+	if (cluster__redirect(c, cb, arg))
+		return;
+	struct cluster_op *o = calloc(1, sizeof(*o));
+	if (o)
+		o->node = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:f}", "op",
+				    "node.add", "id", (json_int_t)n->id, "name",
+				    n->name, "raft", n->raft_address, "api",
+				    n->api_address, "domain",
+				    (json_int_t)n->domain, "capacity",
+				    n->capacity);
+	if (!o || !o->node) {
+		free(o);
+		cb(arg, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	o->c = c;
+	o->cb = cb;
+	o->arg = arg;
+	o->u.change.data = o;
+	int rv = raft_add(&c->raft, &o->u.change, n->id, n->raft_address,
+			  cluster__add_step);
+	if (rv) {
+		json_decref(o->node);
+		free(o);
+		cb(arg, rv == RAFT_DUPLICATEID ? -EEXIST
+					       : cluster__raft_errno(rv),
+		   NULL, raft_errmsg(&c->raft));
+	}
+}
+
+static void cluster__registered(void *arg, int status, json_t *res,
+				const char *msg)
+{
+	(void)res;
+	struct cluster *c = arg;
+	c->registering = false;
+	if (status && status != -EEXIST)
+		log_warn("cluster", "registering node %" PRIu64 ": %s",
+			 c->cfg.id, msg);
+}
+
+static void cluster__promoted(struct raft_change *req, int status)
+{
+	struct cluster *c = req->data;
+	c->promoting = false;
+	if (status)
+		log_warn("cluster", "promotion: %s", raft_strerror(status));
+}
+
+/* Leader housekeeping: register the bootstrap node in the map, and keep
+ * the number of voters at its target by promoting standbys. */
+static void cluster__tick(uv_timer_t *t)
+{
+	struct cluster *c = t->data;
+	if (c->closing || raft_state(&c->raft) != RAFT_LEADER)
+		return;
+	if (c->cfg.bootstrap && !c->registering &&
+	    !cluster__node_api(c, c->cfg.id)) {
+		c->registering = true;
+		json_t *ops[2] = {
+			json_pack("{s:s, s:s}", "op", "cluster.init", "name",
+				  c->cfg.cluster_name),
+			json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:f}", "op",
+				  "node.add", "id", (json_int_t)c->cfg.id,
+				  "name", c->cfg.name, "raft",
+				  c->cfg.raft_address, "api",
+				  c->cfg.api_address, "domain",
+				  (json_int_t)c->cfg.domain, "capacity",
+				  c->cfg.capacity)};
+		if (!json_string_length(json_object_get(c->map, "name")))
+			cluster_submit(c, ops[0], cluster__registered, c);
+		cluster_submit(c, ops[1], cluster__registered, c);
+		json_decref(ops[0]);
+		json_decref(ops[1]);
+		return;
+	}
+	unsigned n = c->raft.configuration.n;
+	if (c->promoting ||
+	    cluster__count(c, RAFT_VOTER) >= cluster__target_voters(n))
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		const struct raft_server *s = &c->raft.configuration.servers[i];
+		if (s->role != RAFT_STANDBY)
+			continue;
+		c->promoting = true;
+		c->promote.data = c;
+		if (raft_assign(&c->raft, &c->promote, s->id, RAFT_VOTER,
+				cluster__promoted))
+			c->promoting = false;
+		break;
+	}
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static void cluster__free(struct cluster *c)
+{
+	if (c->transport_ready)
+		raft_tls_free(&c->transport);
+	tls_ctx_free(c->tls);
+	json_decref(c->map);
+	if (c->last_result) {
+		json_decref(c->last_result->result);
+		free(c->last_result);
+	}
+	free(c);
+}
+
+static void cluster__raft_closed(struct raft *r);
+
+int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg,
+		  struct cluster **out, char *err, size_t errlen)
+{
+	struct cluster *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->loop = loop;
+	c->cfg = *cfg;
+	c->map = cluster_map_new();
+	int rc = tls_ctx_create(cfg->ca_file, cfg->cert_file, cfg->key_file,
+				&c->tls, err, errlen);
+	if (rc) {
+		cluster__free(c);
+		return rc;
+	}
+	raft_tls_init(&c->transport, loop, c->tls);
+	c->transport_ready = true;
+	c->fsm.version = 2;
+	c->fsm.data = c;
+	c->fsm.apply = cluster__fsm_apply;
+	c->fsm.snapshot = cluster__fsm_snapshot;
+	c->fsm.snapshot_finalize = cluster__fsm_snapshot_finalize;
+	c->fsm.restore = cluster__fsm_restore;
+	int rv = raft_uv_init(&c->io, loop, cfg->dir, &c->transport);
+	if (rv) {
+		snprintf(err, errlen, "raft io %s: %s", cfg->dir,
+			 c->io.errmsg);
+		cluster__free(c);
+		return -EIO;
+	}
+	rv = raft_init(&c->raft, &c->io, &c->fsm, cfg->id, cfg->raft_address);
+	if (rv) {
+		snprintf(err, errlen, "raft init: %s", raft_strerror(rv));
+		raft_uv_close(&c->io);
+		cluster__free(c);
+		return -EIO;
+	}
+	if (cfg->bootstrap) {
+		struct raft_configuration conf;
+		raft_configuration_init(&conf);
+		raft_configuration_add(&conf, cfg->id, cfg->raft_address,
+				       RAFT_VOTER);
+		rv = raft_bootstrap(&c->raft, &conf);
+		raft_configuration_close(&conf);
+		if (rv && rv != RAFT_CANTBOOTSTRAP) {
+			snprintf(err, errlen, "raft bootstrap: %s",
+				 raft_errmsg(&c->raft));
+			goto fail_started;
+		}
+	}
+	unsigned el = cfg->election_ms ? cfg->election_ms : 1000;
+	raft_set_election_timeout(&c->raft, el);
+	raft_set_heartbeat_timeout(&c->raft, MAX(el / 10, 10u));
+	raft_set_pre_vote(&c->raft, true);
+	raft_set_snapshot_threshold(&c->raft, CLUSTER_SNAPSHOT_THRESHOLD);
+	raft_set_snapshot_trailing(&c->raft, CLUSTER_SNAPSHOT_TRAILING);
+	rv = raft_start(&c->raft);
+	if (rv) {
+		snprintf(err, errlen, "raft start: %s", raft_errmsg(&c->raft));
+		goto fail_started;
+	}
+	uv_timer_init(loop, &c->tick);
+	c->tick.data = c;
+	uv_timer_start(&c->tick, cluster__tick, CLUSTER_TICK_MS,
+		       CLUSTER_TICK_MS);
+	*out = c;
+	return 0;
+fail_started:
+	/* raft_close is asynchronous: the caller's loop runs it to its end,
+	 * which frees everything. */
+	c->closing = true;
+	raft_close(&c->raft, cluster__raft_closed);
+	return -EIO;
+}
+
+static void cluster__raft_closed(struct raft *r)
+{
+	struct cluster *c = container_of(r, struct cluster, raft);
+	raft_uv_close(&c->io);
+	void (*cb)(void *) = c->stop_cb;
+	void *arg = c->stop_arg;
+	cluster__free(c);
+	if (cb)
+		cb(arg);
+}
+
+static void cluster__tick_closed(uv_handle_t *h)
+{
+	struct cluster *c = h->data;
+	raft_close(&c->raft, cluster__raft_closed);
+}
+
+/* Never from inside a libraft callback (DESIGN.md pitfall): callers stop
+ * from their own loop callbacks. */
+void cluster_stop(struct cluster *c, void (*cb)(void *arg), void *arg)
+{
+	c->closing = true;
+	c->stop_cb = cb;
+	c->stop_arg = arg;
+	uv_timer_stop(&c->tick);
+	uv_close((uv_handle_t *)&c->tick, cluster__tick_closed);
+}

@@ -1,0 +1,324 @@
+/* Cluster map operations. Each one validates fully before it changes
+ * anything, so a refused operation leaves the map (and its epoch) as it
+ * was; a successful one bumps the epoch by one. */
+#include "cluster_map.h"
+
+#include <cairn/placement.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAP_NAME_MAX 63
+#define MAP_MAX_NODES 1024
+
+static int map__err(char *msg, size_t len, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int map__err(char *msg, size_t len, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, len, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+json_t *cluster_map_new(void)
+{
+	return json_pack("{s:s, s:I, s:I, s:{}, s:{}, s:{}}", "name", "",
+			 "epoch", (json_int_t)0, "next_vdisk_id",
+			 (json_int_t)1, "nodes", "pools", "vdisks");
+}
+
+static bool map__name_ok(const char *n)
+{
+	size_t l = n ? strlen(n) : 0;
+	if (l < 1 || l > MAP_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < l; i++) {
+		char c = n[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static const char *map__str(const json_t *op, const char *key)
+{
+	const json_t *v = json_object_get(op, key);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static bool map__int(const json_t *op, const char *key, json_int_t *out)
+{
+	const json_t *v = json_object_get(op, key);
+	if (!json_is_integer(v))
+		return false;
+	*out = json_integer_value(v);
+	return true;
+}
+
+unsigned cluster_map_policy_width(const json_t *policy)
+{
+	json_int_t r, k, m;
+	const json_t *ec = json_object_get(policy, "ec");
+	if (map__int(policy, "replicas", &r) && !ec)
+		return (r >= 1 && r <= 3) ? (unsigned)r : 0;
+	if (ec && !json_object_get(policy, "replicas") &&
+	    map__int(ec, "k", &k) && map__int(ec, "m", &m) && k >= 1 &&
+	    m >= 1 && k + m <= PLACEMENT_MAX_WIDTH)
+		return (unsigned)(k + m);
+	return 0;
+}
+
+/* The map's nodes as a placement map (capacity as weight). */
+static unsigned map__placement(const json_t *map, struct placement_node *pn)
+{
+	const char *key;
+	json_t *n;
+	unsigned i = 0;
+	json_object_foreach((json_t *)json_object_get(map, "nodes"), key, n)
+	{
+		if (i == MAP_MAX_NODES)
+			break;
+		json_int_t id = 0, dom = 0;
+		map__int(n, "id", &id);
+		map__int(n, "domain", &dom);
+		const json_t *cap = json_object_get(n, "capacity");
+		pn[i].id = (uint64_t)id;
+		pn[i].domain = (uint32_t)dom;
+		pn[i].weight = json_is_number(cap) ? json_number_value(cap) : 0;
+		i++;
+	}
+	return i;
+}
+
+static bool map__feasible(const json_t *map, unsigned width, bool spread)
+{
+	struct placement_node *pn = calloc(MAP_MAX_NODES, sizeof(*pn));
+	if (!pn)
+		return false;
+	struct placement_map pm = {pn, map__placement(map, pn)};
+	bool ok = placement_feasible(&pm, width, spread);
+	free(pn);
+	return ok;
+}
+
+static int op_cluster_init(json_t *map, const json_t *op, json_t **res,
+			   char *msg, size_t ml)
+{
+	(void)res;
+	const char *name = map__str(op, "name");
+	if (!map__name_ok(name))
+		return map__err(msg, ml, -EINVAL, "bad cluster name");
+	if (json_string_length(json_object_get(map, "name")))
+		return map__err(msg, ml, -EEXIST, "cluster already named");
+	json_object_set_new(map, "name", json_string(name));
+	return 0;
+}
+
+static int op_node_add(json_t *map, const json_t *op, json_t **res,
+		       char *msg, size_t ml)
+{
+	json_int_t id, dom = 0;
+	const char *name = map__str(op, "name");
+	const char *raft = map__str(op, "raft");
+	const char *api = map__str(op, "api");
+	const json_t *cap = json_object_get(op, "capacity");
+	if (!map__int(op, "id", &id) || id <= 0 || !map__name_ok(name) ||
+	    !raft || !api || (json_object_get(op, "domain") &&
+			      !map__int(op, "domain", &dom)) ||
+	    dom < 0 || dom > UINT32_MAX ||
+	    (cap && (!json_is_number(cap) || json_number_value(cap) < 0)))
+		return map__err(msg, ml, -EINVAL,
+				"node.add needs id > 0, name, raft, api, "
+				"domain >= 0, capacity >= 0");
+	json_t *nodes = json_object_get(map, "nodes");
+	char key[24];
+	snprintf(key, sizeof(key), "%" PRId64, (int64_t)id);
+	if (json_object_get(nodes, key))
+		return map__err(msg, ml, -EEXIST, "node %s exists", key);
+	if (json_object_size(nodes) >= MAP_MAX_NODES)
+		return map__err(msg, ml, -ENOSPC, "too many nodes");
+	const char *k;
+	json_t *n;
+	json_object_foreach(nodes, k, n)
+		if (!strcmp(map__str(n, "name"), name))
+			return map__err(msg, ml, -EEXIST,
+					"node name '%s' taken", name);
+	json_object_set_new(
+		nodes, key,
+		json_pack("{s:I, s:s, s:s, s:s, s:I, s:f}", "id", id, "name",
+			  name, "raft", raft, "api", api, "domain", dom,
+			  "capacity", cap ? json_number_value(cap) : 1.0));
+	*res = json_pack("{s:I}", "id", id);
+	return 0;
+}
+
+static int op_node_remove(json_t *map, const json_t *op, json_t **res,
+			  char *msg, size_t ml)
+{
+	(void)res;
+	json_int_t id;
+	if (!map__int(op, "id", &id))
+		return map__err(msg, ml, -EINVAL, "node.remove needs id");
+	char key[24];
+	snprintf(key, sizeof(key), "%" PRId64, (int64_t)id);
+	json_t *nodes = json_object_get(map, "nodes");
+	if (!json_object_get(nodes, key))
+		return map__err(msg, ml, -ENOENT, "no node %s", key);
+	/* Every pool must still be placeable without it. */
+	json_t *copy = json_deep_copy(map);
+	json_object_del(json_object_get(copy, "nodes"), key);
+	const char *pk;
+	json_t *p;
+	int rc = 0;
+	json_object_foreach(json_object_get(map, "pools"), pk, p)
+	{
+		unsigned w = cluster_map_policy_width(
+			json_object_get(p, "policy"));
+		if (!map__feasible(copy, w,
+				   json_is_true(json_object_get(
+					   p, "spread_domains")))) {
+			rc = map__err(msg, ml, -ENOSPC,
+				      "pool '%s' would no longer fit", pk);
+			break;
+		}
+	}
+	json_decref(copy);
+	if (!rc)
+		json_object_del(nodes, key);
+	return rc;
+}
+
+static int op_pool_create(json_t *map, const json_t *op, json_t **res,
+			  char *msg, size_t ml)
+{
+	const char *name = map__str(op, "name");
+	const json_t *policy = json_object_get(op, "policy");
+	const json_t *spread = json_object_get(op, "spread_domains");
+	if (!map__name_ok(name))
+		return map__err(msg, ml, -EINVAL, "bad pool name");
+	unsigned width = cluster_map_policy_width(policy);
+	if (!width)
+		return map__err(msg, ml, -EINVAL,
+				"policy must be {\"replicas\": 1-3} or "
+				"{\"ec\": {\"k\": K, \"m\": M}}");
+	if (spread && !json_is_boolean(spread))
+		return map__err(msg, ml, -EINVAL,
+				"spread_domains must be a boolean");
+	bool sp = !spread || json_is_true(spread);
+	json_t *pools = json_object_get(map, "pools");
+	if (json_object_get(pools, name))
+		return map__err(msg, ml, -EEXIST, "pool '%s' exists", name);
+	if (!map__feasible(map, width, sp))
+		return map__err(msg, ml, -ENOSPC,
+				"the cluster cannot hold %u %s of pool '%s' "
+				"(too few %s)",
+				width, width > 1 ? "copies" : "copy", name,
+				sp ? "fault domains" : "nodes");
+	json_int_t id = json_integer_value(json_object_get(map, "epoch")) + 1;
+	json_object_set_new(pools, name,
+			    json_pack("{s:s, s:I, s:O, s:b}", "name", name,
+				      "id", id, "policy", policy,
+				      "spread_domains", sp));
+	*res = json_pack("{s:s, s:I}", "name", name, "id", id);
+	return 0;
+}
+
+static int op_pool_delete(json_t *map, const json_t *op, json_t **res,
+			  char *msg, size_t ml)
+{
+	(void)res;
+	const char *name = map__str(op, "name");
+	json_t *pools = json_object_get(map, "pools");
+	if (!name || !json_object_get(pools, name))
+		return map__err(msg, ml, -ENOENT, "no pool '%s'",
+				name ? name : "");
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(map, "vdisks"), k, v)
+		if (!strcmp(map__str(v, "pool"), name))
+			return map__err(msg, ml, -EBUSY,
+					"pool '%s' holds vdisk '%s'", name, k);
+	json_object_del(pools, name);
+	return 0;
+}
+
+static int op_vdisk_create(json_t *map, const json_t *op, json_t **res,
+			   char *msg, size_t ml)
+{
+	const char *name = map__str(op, "name");
+	const char *pool = map__str(op, "pool");
+	json_int_t size;
+	if (!map__name_ok(name) || !pool || !map__int(op, "size", &size) ||
+	    size <= 0 || size % 4096 || size > (16LL << 40))
+		return map__err(msg, ml, -EINVAL,
+				"vdisk.create needs name, pool and a size that "
+				"is a positive multiple of 4096 up to 16 TiB");
+	if (!json_object_get(json_object_get(map, "pools"), pool))
+		return map__err(msg, ml, -ENOENT, "no pool '%s'", pool);
+	json_t *vdisks = json_object_get(map, "vdisks");
+	if (json_object_get(vdisks, name))
+		return map__err(msg, ml, -EEXIST, "vdisk '%s' exists", name);
+	json_int_t id = json_integer_value(json_object_get(map,
+							   "next_vdisk_id"));
+	json_object_set_new(map, "next_vdisk_id", json_integer(id + 1));
+	json_object_set_new(vdisks, name,
+			    json_pack("{s:s, s:I, s:s, s:I}", "name", name,
+				      "id", id, "pool", pool, "size", size));
+	*res = json_pack("{s:s, s:I}", "name", name, "id", id);
+	return 0;
+}
+
+static int op_vdisk_delete(json_t *map, const json_t *op, json_t **res,
+			   char *msg, size_t ml)
+{
+	(void)res;
+	const char *name = map__str(op, "name");
+	json_t *vdisks = json_object_get(map, "vdisks");
+	if (!name || !json_object_get(vdisks, name))
+		return map__err(msg, ml, -ENOENT, "no vdisk '%s'",
+				name ? name : "");
+	json_object_del(vdisks, name);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(json_t *map, const json_t *op, json_t **res, char *msg,
+		  size_t ml);
+} map_ops[] = {
+	{"cluster.init", op_cluster_init}, {"node.add", op_node_add},
+	{"node.remove", op_node_remove},   {"pool.create", op_pool_create},
+	{"pool.delete", op_pool_delete},   {"vdisk.create", op_vdisk_create},
+	{"vdisk.delete", op_vdisk_delete},
+};
+
+int cluster_map_apply(json_t *map, const json_t *op, json_t **result,
+		      char *msg, size_t msglen)
+{
+	*result = NULL;
+	msg[0] = 0;
+	const char *name = json_is_object(op) ? map__str(op, "op") : NULL;
+	for (size_t i = 0; name && i < sizeof(map_ops) / sizeof(map_ops[0]);
+	     i++) {
+		if (strcmp(map_ops[i].name, name))
+			continue;
+		int rc = map_ops[i].fn(map, op, result, msg, msglen);
+		if (rc) {
+			json_decref(*result);
+			*result = NULL;
+			return rc;
+		}
+		json_int_t e = json_integer_value(json_object_get(map, "epoch"));
+		json_object_set_new(map, "epoch", json_integer(e + 1));
+		return 0;
+	}
+	return map__err(msg, msglen, -EINVAL, "unknown operation '%s'",
+			name ? name : "");
+}

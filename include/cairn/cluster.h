@@ -1,0 +1,91 @@
+/* The cluster: membership and the cluster map, replicated with Raft
+ * (Debian's libraft, canonical raft 0.15) over mutual TLS between nodes.
+ *
+ * The map holds nodes (with fault domains and capacity), disks, pools
+ * (with their policy: replicas 1-3 or erasure code k+m) and vdisks, plus an
+ * epoch that every change bumps. It changes only through operations
+ * committed in the Raft log, so every node applies the same operations in
+ * the same order; reads that must be current go through the leader (a
+ * barrier), so a deposed leader never serves a stale map.
+ *
+ * Operations and results are JSON (jansson). An operation is an object with
+ * "op" and its arguments, e.g.
+ *   {"op": "pool.create", "name": "p1", "policy": {"replicas": 3}}
+ *   {"op": "pool.delete", "name": "p1"}
+ *   {"op": "vdisk.create", "pool": "p1", "name": "v1", "size": 1073741824}
+ *   {"op": "vdisk.delete", "name": "v1"}
+ *   {"op": "node.remove", "id": 3}
+ * Node joins go through cluster_join (they change the Raft configuration
+ * too). An operation the map cannot take (a duplicate name, RF3 on two
+ * hosts, an unknown pool) fails with -EINVAL/-EEXIST/-ENOENT/-ENOSPC and a
+ * message, and changes nothing.
+ *
+ * Threading: the loop thread that owns the cluster; callbacks run there.
+ */
+#ifndef CAIRN_CLUSTER_H
+#define CAIRN_CLUSTER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct cluster;
+
+/* status: 0 or -errno; result: the operation's result object (borrowed:
+ * valid during the callback); msg: a human-readable error or "". */
+typedef void (*cluster_op_cb)(void *arg, int status, json_t *result,
+			      const char *msg);
+
+/* Submits an operation. On a follower it fails with -EREMOTE and msg set
+ * to the leader's API address, so that callers can forward; without a
+ * quorum it fails with -EAGAIN after a bounded wait. */
+void cluster_submit(struct cluster *c, json_t *op, cluster_op_cb cb,
+		    void *arg);
+
+/* A linearizable read: the whole map as JSON (passed as `result`), after
+ * the leader has confirmed it still leads. Same errors as submit. */
+void cluster_read(struct cluster *c, cluster_op_cb cb, void *arg);
+
+/* This node's view, without consensus: id, name, role, leader id and API
+ * address, term, commit index, map epoch, voters and non-voters. */
+json_t *cluster_status(struct cluster *c);
+
+/* ---- lifecycle and membership (controller-vm/cluster/cluster.c) ------- */
+
+struct cluster_config {
+	uint64_t id;              /* raft id, non-zero; certificate "node-<id>" */
+	const char *name;         /* node name */
+	const char *dir;          /* raft data directory */
+	const char *raft_address; /* "IPv4:port" for node-to-node traffic */
+	const char *api_address;  /* where this node's management API answers */
+	const char *ca_file, *cert_file, *key_file; /* cluster PKI */
+	uint32_t domain;          /* fault domain */
+	double capacity;          /* placement weight */
+	bool bootstrap;           /* first node of a new cluster */
+	const char *cluster_name; /* with bootstrap */
+	unsigned election_ms;     /* 0: 1000 */
+};
+
+/* A node's description for cluster_add_node. */
+struct cluster_node {
+	uint64_t id;
+	const char *name;
+	const char *raft_address;
+	const char *api_address;
+	uint32_t domain;
+	double capacity;
+};
+
+int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg,
+		  struct cluster **out, char *err, size_t errlen);
+void cluster_stop(struct cluster *c, void (*cb)(void *arg), void *arg);
+/* On the leader: adds the node to the Raft configuration (as a voter or a
+ * standby, keeping 1/3/5 voters) and then to the map. */
+void cluster_add_node(struct cluster *c, const struct cluster_node *n,
+		      cluster_op_cb cb, void *arg);
+bool cluster_is_leader(struct cluster *c);
+/* This node's applied map, possibly behind the leader's (tests, status). */
+const json_t *cluster_local_map(struct cluster *c);
+
+#endif
