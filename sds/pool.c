@@ -347,7 +347,7 @@ static void sds_pool__handle_closed(uv_handle_t *h)
 void sds_pool_maybe_closed(struct sds_pool *p)
 {
 	if (!p->closing || p->inflight || p->committing ||
-	    !TAILQ_EMPTY(&p->runq))
+	    !TAILQ_EMPTY(&p->runq) || !sds_scrub_close(p))
 		return;
 	if (p->dirty && !p->failed) {
 		sds_commit_request(p);

@@ -358,6 +358,7 @@ struct sds_pool {
 	struct sds_reqq runq;
 	uv_idle_t runq_idle;
 	uv_timer_t gc_timer;
+	struct sds_scrub *scrub; /* scrub.c; NULL when never started */
 
 	unsigned inflight;  /* requests not yet completed */
 	unsigned in_submit; /* inside sds_vdisk_submit: defer completions */
@@ -377,5 +378,6 @@ void sds_pool_set_err(struct sds_pool *p, const char *fmt, ...)
 void sds_pool_maybe_closed(struct sds_pool *p);
 
 uint32_t sds_crc(const void *buf, size_t len);
+bool sds_scrub_close(struct sds_pool *p); /* true when gone */
 
 #endif

@@ -75,8 +75,17 @@ struct sds_pool_stats {
 	uint64_t commits;       /* metadata group commits */
 	uint64_t reads, writes; /* completed vdisk IOs */
 	unsigned ndisks;
+	/* background scrubber */
+	uint64_t scrub_passes;  /* complete passes over every extent */
+	uint64_t scrub_blocks;  /* blocks read and verified */
+	uint64_t scrub_errors;  /* checksum mismatches or read errors found */
 };
 void sds_pool_stats(const struct sds_pool *p, struct sds_pool_stats *out);
+
+/* Background scrubber: reads every referenced block at most
+ * blocks_per_sec, verifies its crc32c and counts and logs what fails
+ * (repair needs a replica: replication/ will add it). 0 stops it. */
+void sds_pool_scrub(struct sds_pool *p, unsigned blocks_per_sec);
 
 /* Consistency check of an idle pool (fsck); deep also reads every
  * referenced block and verifies its checksum. Returns 0 when the check ran

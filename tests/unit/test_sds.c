@@ -579,6 +579,16 @@ static void test_corruption(void)
 	struct sds_pool_stats st;
 	sds_pool_stats(e.pool, &st);
 	CHECK_EQ(st.crc_errors, 1);
+	/* the scrubber finds it too, without anyone reading it */
+	sds_pool_scrub(e.pool, 100000);
+	for (int i = 0; i < 2000 && st.scrub_passes < 2; i++) {
+		uv_run(&e.loop, UV_RUN_ONCE);
+		sds_pool_stats(e.pool, &st);
+	}
+	CHECK(st.scrub_passes >= 2);
+	CHECK_EQ(st.scrub_errors, 1);
+	CHECK(st.scrub_blocks >= 2);
+	sds_pool_scrub(e.pool, 0);
 	/* rewriting the block heals it */
 	fill(buf, 4096, 6);
 	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4096, buf), 0);
