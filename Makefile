@@ -103,7 +103,7 @@ demo: deps
 
 bench: deps
 	$(MAKE) MODE=rel all
-	bench/run.sh build/rel
+	bench/all.sh build/rel
 
 format:
 	clang-format -i $(wildcard */*.[ch] */*/*.[ch])
