@@ -73,6 +73,7 @@ static void nbd_conn_free_req(struct nbd_conn *c, struct nbd_req *r)
 	c->nreq--;
 	c->nbytes -= r->buf ? r->rq.len : 0;
 	free(r->buf);
+	free(r->extra);
 	free(r);
 }
 
@@ -178,7 +179,7 @@ void nbd_conn_flush(struct nbd_conn *c)
 		}
 		b->conn = c;
 		b->n = 0;
-		uv_buf_t bufs[2 * NBD_REPLY_BATCH];
+		uv_buf_t bufs[3 * NBD_REPLY_BATCH];
 		unsigned nb = 0;
 		while (c->nout && b->n < NBD_REPLY_BATCH) {
 			struct nbd_req *r = TAILQ_FIRST(&c->outq);
@@ -186,9 +187,12 @@ void nbd_conn_flush(struct nbd_conn *c)
 			c->nout--;
 			b->reqs[b->n++] = r;
 			bufs[nb++] = uv_buf_init((char *)r->reply,
-						 sizeof(r->reply));
+						 r->reply_len);
 			if (r->rq.type == NBD_CMD_READ && r->err == NBD_OK)
 				bufs[nb++] = uv_buf_init(r->buf, r->rq.len);
+			if (r->extra_len)
+				bufs[nb++] = uv_buf_init((char *)r->extra,
+							 r->extra_len);
 		}
 		int rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp, bufs, nb,
 				  nbd_conn_batch_written);

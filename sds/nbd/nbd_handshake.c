@@ -228,6 +228,64 @@ static void nbd_handshake_go(struct nbd_conn *c, const uint8_t *data,
 	nbd_handshake_info_go(c, data, len, true);
 }
 
+/* § Option types, NBD_OPT_STRUCTURED_REPLY: no data; "the server replies
+ * with NBD_REP_ACK" and uses structured replies from then on. */
+static void nbd_handshake_structured(struct nbd_conn *c, const uint8_t *data,
+				     uint32_t len)
+{
+	(void)data;
+	if (len) {
+		nbd_handshake_error(c, NBD_REP_ERR_INVALID,
+				    "NBD_OPT_STRUCTURED_REPLY takes no data");
+		return;
+	}
+	c->structured = true;
+	nbd_handshake_reply(c, NBD_REP_ACK, NULL, 0);
+	nbd_handshake_flush(c);
+}
+
+/* § Option types, NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT:
+ * one NBD_REP_META_CONTEXT per matching context, then NBD_REP_ACK. The one
+ * context served is base:allocation; a LIST with no queries, or the query
+ * "base:", lists it. SET replaces the previous selection. */
+static void nbd_handshake_meta(struct nbd_conn *c, const uint8_t *data,
+			       uint32_t len)
+{
+	bool set = c->opt.opt == NBD_OPT_SET_META_CONTEXT;
+	uint32_t n;
+	const uint8_t *p;
+	if (set && !c->structured) {
+		nbd_handshake_error(c, NBD_REP_ERR_INVALID,
+				    "structured replies not negotiated");
+		return;
+	}
+	if (nbd_proto_parse_meta(data, len, &n, &p) < 0) {
+		nbd_handshake_error(c, NBD_REP_ERR_INVALID,
+				    "malformed metadata context query");
+		return;
+	}
+	static const char ctx[] = NBD_META_BASE_ALLOCATION;
+	bool match = !set && n == 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *q;
+		uint32_t ql;
+		nbd_proto_meta_next(&p, &q, &ql);
+		if ((ql == sizeof(ctx) - 1 && !memcmp(q, ctx, ql)) ||
+		    (!set && ql == 5 && !memcmp(q, "base:", 5)))
+			match = true;
+	}
+	if (set)
+		c->meta_alloc = match;
+	if (match) {
+		uint8_t b[4 + sizeof(ctx) - 1];
+		put_be32(b, NBD_META_ALLOC_ID);
+		memcpy(b + 4, ctx, sizeof(ctx) - 1);
+		nbd_handshake_reply(c, NBD_REP_META_CONTEXT, b, sizeof(b));
+	}
+	nbd_handshake_reply(c, NBD_REP_ACK, NULL, 0);
+	nbd_handshake_flush(c);
+}
+
 typedef void (*nbd_handshake_opt_fn)(struct nbd_conn *c, const uint8_t *data,
 				     uint32_t len);
 
@@ -237,6 +295,9 @@ static const nbd_handshake_opt_fn nbd_handshake_opts[] = {
     [NBD_OPT_LIST] = nbd_handshake_list,
     [NBD_OPT_INFO] = nbd_handshake_info,
     [NBD_OPT_GO] = nbd_handshake_go,
+    [NBD_OPT_STRUCTURED_REPLY] = nbd_handshake_structured,
+    [NBD_OPT_LIST_META_CONTEXT] = nbd_handshake_meta,
+    [NBD_OPT_SET_META_CONTEXT] = nbd_handshake_meta,
 };
 
 void nbd_handshake_start(struct nbd_conn *c)

@@ -83,6 +83,8 @@ struct nbd_conn {
 
 	/* Handshake. */
 	bool no_zeroes;	       /* client set NBD_FLAG_C_NO_ZEROES */
+	bool structured;       /* NBD_OPT_STRUCTURED_REPLY negotiated */
+	bool meta_alloc;       /* base:allocation selected */
 	struct nbd_option opt; /* option being received */
 	uint8_t *obuf;	       /* option replies being assembled */
 	size_t olen, ocap;
@@ -117,9 +119,13 @@ struct nbd_req {
 	TAILQ_ENTRY(nbd_req) out_link;
 	struct nbd_request rq;
 	uint32_t err; /* the reply's error: READ data follows only when 0 */
+	uint8_t reply_len;
+	uint8_t *extra; /* BLOCK_STATUS descriptors, sent after the reply */
+	uint32_t extra_len;
 	void *buf;    /* READ / WRITE data, NBD_IO_ALIGN-aligned */
 	uint32_t got; /* WRITE payload bytes received */
-	uint8_t reply[NBD_SIMPLE_REPLY_SIZE];
+	/* simple reply, or structured header + error or read offset */
+	uint8_t reply[NBD_STRUCTURED_REPLY_SIZE + 8];
 };
 
 /* nbd_server.c */

@@ -11,8 +11,9 @@
 /* § Request types. FUA is listed for every type because § Command flags
  * says the server "MUST accept all commands with this bit set (even by
  * ignoring the bit)" once NBD_FLAG_SEND_FUA is advertised. Types we do not
- * advertise (CACHE, BLOCK_STATUS) or do not know get NBD_EINVAL: "The
- * server SHOULD return NBD_EINVAL if it receives an unknown command." */
+ * advertise (CACHE) or do not know get NBD_EINVAL: "The server SHOULD
+ * return NBD_EINVAL if it receives an unknown command." BLOCK_STATUS is
+ * valid only once a metadata context was negotiated (nbd_cmd.c checks). */
 static const struct nbd_cmd_desc nbd_proto_cmds[NBD_CMD_COUNT] = {
     [NBD_CMD_READ] = {.name = "READ",
 		      .flags_ok = NBD_CMD_FLAG_FUA,
@@ -44,7 +45,11 @@ static const struct nbd_cmd_desc nbd_proto_cmds[NBD_CMD_COUNT] = {
 			      .supported = true,
 			      .has_range = true,
 			      .writes = true},
-    [NBD_CMD_BLOCK_STATUS] = {.name = "BLOCK_STATUS"},
+    [NBD_CMD_BLOCK_STATUS] = {.name = "BLOCK_STATUS",
+			      .flags_ok =
+				  NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE,
+			      .supported = true,
+			      .has_range = true},
 };
 
 const struct nbd_cmd_desc *nbd_proto_cmd(uint16_t type)
@@ -278,4 +283,48 @@ const char *nbd_proto_opt_name(uint32_t opt)
 	if (opt < ARRAY_SIZE(names) && names[opt])
 		return names[opt];
 	return "unknown";
+}
+
+void nbd_proto_put_structured_reply(uint8_t out[NBD_STRUCTURED_REPLY_SIZE],
+				    uint16_t flags, uint16_t type,
+				    uint64_t cookie, uint32_t len)
+{
+	put_be32(out, NBD_STRUCTURED_REPLY_MAGIC);
+	put_be16(out + 4, flags);
+	put_be16(out + 6, type);
+	put_be64(out + 8, cookie);
+	put_be32(out + 16, len);
+}
+
+int nbd_proto_parse_meta(const uint8_t *data, uint32_t len,
+			 uint32_t *nqueries, const uint8_t **queries)
+{
+	if (len < 8)
+		return -EINVAL;
+	uint32_t nl = get_be32(data);
+	if (nl > len - 8)
+		return -EINVAL;
+	const uint8_t *p = data + 4 + nl, *end = data + len;
+	uint32_t n = get_be32(p);
+	p += 4;
+	*queries = p;
+	for (uint32_t i = 0; i < n; i++) {
+		if ((size_t)(end - p) < 4)
+			return -EINVAL;
+		uint32_t ql = get_be32(p);
+		if (ql > (size_t)(end - p) - 4)
+			return -EINVAL;
+		p += 4 + ql;
+	}
+	if (p != end)
+		return -EINVAL;
+	*nqueries = n;
+	return 0;
+}
+
+void nbd_proto_meta_next(const uint8_t **p, const uint8_t **q, uint32_t *qlen)
+{
+	*qlen = get_be32(*p);
+	*q = *p + 4;
+	*p += 4 + *qlen;
 }

@@ -30,6 +30,19 @@
 #define NBD_EXPORT_NAME_REPLY_SIZE 134u /* size, tx flags, 124 zeroes */
 #define NBD_REQUEST_SIZE 28u
 #define NBD_SIMPLE_REPLY_SIZE 16u
+/* § Structured reply chunk message: magic, flags, type, cookie, length */
+#define NBD_STRUCTURED_REPLY_MAGIC 0x668e33efu
+#define NBD_STRUCTURED_REPLY_SIZE 20u
+#define NBD_REPLY_FLAG_DONE (1u << 0)
+#define NBD_REPLY_TYPE_NONE 0u
+#define NBD_REPLY_TYPE_OFFSET_DATA 1u
+#define NBD_REPLY_TYPE_BLOCK_STATUS 5u
+#define NBD_REPLY_TYPE_ERROR ((1u << 15) | 1u)
+/* § Metadata querying: the one context served, and its state bits */
+#define NBD_META_BASE_ALLOCATION "base:allocation"
+#define NBD_META_ALLOC_ID 1u
+#define NBD_STATE_HOLE (1u << 0)
+#define NBD_STATE_ZERO (1u << 1)
 
 /* § Handshake flags (16 bits, server) */
 #define NBD_FLAG_FIXED_NEWSTYLE (1u << 0)
@@ -68,6 +81,7 @@
 #define NBD_REP_ACK 1u
 #define NBD_REP_SERVER 2u
 #define NBD_REP_INFO 3u
+#define NBD_REP_META_CONTEXT 4u
 #define NBD_REP_FLAG_ERROR (1u << 31)
 #define NBD_REP_ERR_UNSUP (NBD_REP_FLAG_ERROR | 1u)
 #define NBD_REP_ERR_POLICY (NBD_REP_FLAG_ERROR | 2u)
@@ -214,6 +228,17 @@ enum nbd_verdict nbd_proto_check_request(const struct nbd_request *rq,
 					 uint32_t *err);
 void nbd_proto_put_simple_reply(uint8_t out[NBD_SIMPLE_REPLY_SIZE],
 				uint32_t err, uint64_t cookie);
+void nbd_proto_put_structured_reply(uint8_t out[NBD_STRUCTURED_REPLY_SIZE],
+				    uint16_t flags, uint16_t type,
+				    uint64_t cookie, uint32_t len);
+/* NBD_OPT_LIST/SET_META_CONTEXT data (§ Option types): a 32-bit export
+ * name length, the name, a 32-bit query count, then (32-bit length,
+ * query) each. Checks that the lengths add up exactly; -EINVAL if not. */
+int nbd_proto_parse_meta(const uint8_t *data, uint32_t len,
+			 uint32_t *nqueries, const uint8_t **queries);
+/* Walks the queries parse_meta validated. */
+void nbd_proto_meta_next(const uint8_t **p, const uint8_t **q,
+			 uint32_t *qlen);
 
 /* Maps an engine status (0 or -errno) to an NBD error value. */
 uint32_t nbd_proto_errno(int status);

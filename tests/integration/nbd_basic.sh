@@ -36,6 +36,17 @@ nbdinfo "$NBD_URI/" >"$T/infodef" || fail "nbdinfo default export"
 [[ $(info "$T/infodef" export-size) == 67108864 ]] || fail "default export is not vd0"
 nbdinfo "$NBD_URI/no-such-vdisk" >/dev/null 2>&1 && fail "nbdinfo of an unknown export succeeded"
 
+step "block status (structured replies, base:allocation)"
+head -c 1M /dev/urandom >"$T/rnd1m"
+qemu-img convert -n -f raw -O raw "$T/rnd1m" "$NBD_URI/vd0" || fail "qemu-img convert 1M"
+nbdinfo --map "$NBD_URI/vd0" >"$T/map" || fail "nbdinfo --map"
+read -r s0 l0 t0 _ < <(sed -n 1p "$T/map")
+read -r s1 l1 t1 _ < <(sed -n 2p "$T/map")
+[[ $s0 == 0 && $l0 == 1048576 && $t0 == 0 && $s1 == 1048576 && $t1 == 3 ]] ||
+	fail "unexpected allocation map: $(cat "$T/map")"
+qemu-img map --output=json -f raw "$NBD_URI/vd0" | grep -q '"zero": true' ||
+	fail "qemu-img map sees no zero extent"
+
 step "qemu-img convert in, nbdcopy out"
 head -c 64M /dev/urandom >"$T/rnd0"
 head -c 32M /dev/urandom >"$T/rnd4k"

@@ -316,10 +316,25 @@ static void test_handshake(const char *name)
 			 ? recv_opt_reply(fd, 99, NULL, 0, NULL)
 			 : 0;
 	check(t == NBD_REP_ERR_UNSUP, "unknown option 99: reply 0x%x", t);
-	t = send_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0)
+	/* Structured replies are served; these malformed requests for them
+	 * are refused without turning them on (the rest of this connection
+	 * expects simple replies). */
+	t = send_opt(fd, NBD_OPT_STRUCTURED_REPLY, "x", 1)
 		? recv_opt_reply(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0, NULL)
 		: 0;
-	check(t == NBD_REP_ERR_UNSUP, "STRUCTURED_REPLY: reply 0x%x", t);
+	check(t == NBD_REP_ERR_INVALID, "STRUCTURED_REPLY with data: reply 0x%x",
+	      t);
+	uint8_t meta[12] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 200};
+	t = send_opt(fd, NBD_OPT_SET_META_CONTEXT, meta, sizeof(meta))
+		? recv_opt_reply(fd, NBD_OPT_SET_META_CONTEXT, NULL, 0, NULL)
+		: 0;
+	check(t == NBD_REP_ERR_INVALID,
+	      "SET_META_CONTEXT without structured replies: reply 0x%x", t);
+	t = send_opt(fd, NBD_OPT_LIST_META_CONTEXT, meta, sizeof(meta))
+		? recv_opt_reply(fd, NBD_OPT_LIST_META_CONTEXT, NULL, 0, NULL)
+		: 0;
+	check(t == NBD_REP_ERR_INVALID, "LIST_META_CONTEXT malformed: reply 0x%x",
+	      t);
 	t = send_opt(fd, NBD_OPT_STARTTLS, NULL, 0)
 		? recv_opt_reply(fd, NBD_OPT_STARTTLS, NULL, 0, NULL)
 		: 0;
