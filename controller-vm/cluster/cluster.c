@@ -7,7 +7,11 @@
  * 5 from 5 on; the other nodes are standbys that replicate the log and can
  * be promoted when a voter leaves. */
 #include <cairn/cluster.h>
+#include <cairn/pki.h>
 #include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <time.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,8 +239,11 @@ static void cluster__barrier_done(struct raft_barrier *req, int status)
 	if (status)
 		o->cb(o->arg, cluster__raft_errno(status), NULL,
 		      raft_strerror(status));
-	else
-		o->cb(o->arg, 0, o->c->map, "");
+	else {
+		json_t *pub = cluster_map_public(o->c->map);
+		o->cb(o->arg, 0, pub, "");
+		json_decref(pub);
+	}
 	free(o);
 }
 
@@ -333,6 +340,10 @@ static unsigned cluster__count(struct cluster *c, int role)
 static void cluster__node_added(void *arg, int status, json_t *res,
 				const char *msg);
 
+/* raft_add makes the node a spare; it then becomes a standby at once
+ * (a standby replicates the log but does not vote), and cluster__tick
+ * promotes standbys to voters up to the target once they can catch up —
+ * so a node can be added before it is running (joins work that way). */
 static void cluster__add_step(struct raft_change *req, int status)
 {
 	struct cluster_op *o = req->data;
@@ -345,17 +356,11 @@ static void cluster__add_step(struct raft_change *req, int status)
 		return;
 	}
 	if (o->step == 0) {
-		/* Added as a spare: make it a voter or a standby. */
 		o->step = 1;
-		unsigned n = c->raft.configuration.n;
-		int role = cluster__count(c, RAFT_VOTER) <
-					   cluster__target_voters(n)
-				   ? RAFT_VOTER
-				   : RAFT_STANDBY;
 		json_int_t id = json_integer_value(json_object_get(o->node,
 								   "id"));
-		int rv = raft_assign(&c->raft, &o->u.change, (raft_id)id, role,
-				     cluster__add_step);
+		int rv = raft_assign(&c->raft, &o->u.change, (raft_id)id,
+				     RAFT_STANDBY, cluster__add_step);
 		if (rv)
 			cluster__add_step(&o->u.change, rv);
 		return;
@@ -435,9 +440,15 @@ static void cluster__tick(uv_timer_t *t)
 	if (c->cfg.bootstrap && !c->registering &&
 	    !cluster__node_api(c, c->cfg.id)) {
 		c->registering = true;
+		char *crt = c->cfg.ca_key_file ? pki_read_file(c->cfg.ca_file)
+					       : NULL;
+		char *key = c->cfg.ca_key_file
+			? pki_read_file(c->cfg.ca_key_file)
+			: NULL;
 		json_t *ops[2] = {
-			json_pack("{s:s, s:s}", "op", "cluster.init", "name",
-				  c->cfg.cluster_name),
+			json_pack("{s:s, s:s, s:s?, s:s?}", "op", "cluster.init",
+				  "name", c->cfg.cluster_name, "ca_crt", crt,
+				  "ca_key", key),
 			json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:f}", "op",
 				  "node.add", "id", (json_int_t)c->cfg.id,
 				  "name", c->cfg.name, "raft",
@@ -450,6 +461,8 @@ static void cluster__tick(uv_timer_t *t)
 		cluster_submit(c, ops[1], cluster__registered, c);
 		json_decref(ops[0]);
 		json_decref(ops[1]);
+		free(crt);
+		free(key);
 		return;
 	}
 	unsigned n = c->raft.configuration.n;
@@ -467,6 +480,194 @@ static void cluster__tick(uv_timer_t *t)
 			c->promoting = false;
 		break;
 	}
+}
+
+/* ---- joining ---------------------------------------------------------------- */
+
+#define CLUSTER_TOKEN_PREFIX "cairn1:"
+
+static void cluster__hex(const unsigned char *b, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static void cluster__sha256_hex(const char *s, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
+	cluster__hex(md, 32, out);
+}
+
+struct cluster_join_op {
+	struct cluster *c;
+	cluster_op_cb cb;
+	void *arg;
+	json_t *req;
+	json_t *reply;
+	char name[64];
+	char token[160];
+};
+
+static const char *cluster__secret(const json_t *map, const char *k)
+{
+	return json_string_value(
+		json_object_get(json_object_get(map, "secrets"), k));
+}
+
+static void cluster__token_made(void *arg, int status, json_t *res,
+				const char *msg)
+{
+	(void)res;
+	struct cluster_join_op *o = arg;
+	json_t *r = status ? NULL
+			   : json_pack("{s:s}", "token", o->token);
+	o->cb(o->arg, status, r, msg);
+	json_decref(r);
+	free(o);
+}
+
+void cluster_token_create(struct cluster *c, unsigned ttl_s, cluster_op_cb cb,
+			  void *arg)
+{
+	if (cluster__redirect(c, cb, arg))
+		return;
+	const char *ca = cluster__secret(c->map, "ca_crt");
+	char fp[65];
+	unsigned char secret[32];
+	char shex[65], hash[65];
+	struct cluster_join_op *o = calloc(1, sizeof(*o));
+	if (!o || !ca || pki_fingerprint(ca, fp) ||
+	    RAND_bytes(secret, sizeof(secret)) != 1) {
+		free(o);
+		cb(arg, ca ? -ENOMEM : -ENOENT, NULL,
+		   ca ? "out of memory" : "the cluster has no CA in its map");
+		return;
+	}
+	cluster__hex(secret, sizeof(secret), shex);
+	cluster__sha256_hex(shex, hash);
+	snprintf(o->token, sizeof(o->token), CLUSTER_TOKEN_PREFIX "%s:%s", fp,
+		 shex);
+	o->c = c;
+	o->cb = cb;
+	o->arg = arg;
+	json_int_t now = (json_int_t)time(NULL);
+	json_t *op = json_pack("{s:s, s:s, s:I, s:I}", "op", "token.create",
+			       "hash", hash, "now", now, "expires",
+			       now + (json_int_t)ttl_s);
+	cluster_submit(c, op, cluster__token_made, o);
+	json_decref(op);
+}
+
+static void cluster__join_end(struct cluster_join_op *o, int status,
+			      const char *msg)
+{
+	o->cb(o->arg, status, status ? NULL : o->reply, msg);
+	json_decref(o->reply);
+	json_decref(o->req);
+	free(o);
+}
+
+static void cluster__join_added(void *arg, int status, json_t *res,
+				const char *msg)
+{
+	(void)res;
+	cluster__join_end(arg, status, msg);
+}
+
+static void cluster__join_token_spent(void *arg, int status, json_t *res,
+				      const char *msg)
+{
+	struct cluster_join_op *o = arg;
+	struct cluster *c = o->c;
+	if (status) {
+		cluster__join_end(o, status, msg);
+		return;
+	}
+	json_int_t id = json_integer_value(json_object_get(res, "id"));
+	char cn[32], err[256];
+	snprintf(cn, sizeof(cn), "node-%" PRId64, (int64_t)id);
+	char *crt = NULL, *key = NULL;
+	const char *ca = cluster__secret(c->map, "ca_crt");
+	const char *ca_key = cluster__secret(c->map, "ca_key");
+	if (!ca || !ca_key ||
+	    pki_cert_issue_pem(ca, ca_key, cn, 3650, &crt, &key, err,
+			       sizeof(err))) {
+		cluster__join_end(o, -EIO, "cannot issue the node certificate");
+		return;
+	}
+	o->reply = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", id,
+			     "name", o->name, "cert", crt, "key", key, "ca", ca,
+			     "cluster",
+			     json_string_value(json_object_get(c->map, "name")));
+	free(crt);
+	free(key);
+	const json_t *q = o->req;
+	json_int_t dom = 0;
+	const json_t *jd = json_object_get(q, "domain");
+	const json_t *jc = json_object_get(q, "capacity");
+	if (json_is_integer(jd))
+		dom = json_integer_value(jd);
+	struct cluster_node n = {
+		.id = (uint64_t)id,
+		.name = o->name,
+		.raft_address = json_string_value(json_object_get(q, "raft")),
+		.api_address = json_string_value(json_object_get(q, "api")),
+		.domain = (uint32_t)dom,
+		.capacity = json_is_number(jc) ? json_number_value(jc) : 1,
+	};
+	cluster_add_node(c, &n, cluster__join_added, o);
+}
+
+void cluster_join(struct cluster *c, const json_t *req, cluster_op_cb cb,
+		  void *arg)
+{
+	if (cluster__redirect(c, cb, arg))
+		return;
+	const char *tok = json_string_value(json_object_get(req, "token"));
+	const char *name = json_string_value(json_object_get(req, "name"));
+	const json_t *dom = json_object_get(req, "domain");
+	if (!tok || !name || strlen(name) > 63 ||
+	    !json_is_string(json_object_get(req, "raft")) ||
+	    !json_is_string(json_object_get(req, "api")) ||
+	    (dom && (!json_is_integer(dom) || json_integer_value(dom) < 0 ||
+		     json_integer_value(dom) > UINT32_MAX))) {
+		cb(arg, -EINVAL, NULL,
+		   "join needs token, name, raft, api (domain, capacity)");
+		return;
+	}
+	/* cairn1:<fingerprint>:<secret>; only the secret matters here. */
+	const char *secret = strrchr(tok, ':');
+	if (strncmp(tok, CLUSTER_TOKEN_PREFIX, strlen(CLUSTER_TOKEN_PREFIX)) ||
+	    !secret || strlen(secret + 1) != 64) {
+		cb(arg, -EACCES, NULL, "malformed join token");
+		return;
+	}
+	const char *k;
+	json_t *nd;
+	json_object_foreach(json_object_get(c->map, "nodes"), k, nd)
+		if (!strcmp(json_string_value(json_object_get(nd, "name")),
+			    name)) {
+			cb(arg, -EEXIST, NULL, "node name taken");
+			return;
+		}
+	struct cluster_join_op *o = calloc(1, sizeof(*o));
+	if (!o) {
+		cb(arg, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	o->c = c;
+	o->cb = cb;
+	o->arg = arg;
+	o->req = json_deep_copy(req);
+	snprintf(o->name, sizeof(o->name), "%s", name);
+	char hash[65];
+	cluster__sha256_hex(secret + 1, hash);
+	json_t *op = json_pack("{s:s, s:s, s:I}", "op", "token.use", "hash",
+			       hash, "now", (json_int_t)time(NULL));
+	cluster_submit(c, op, cluster__join_token_spent, o);
+	json_decref(op);
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */

@@ -27,9 +27,18 @@ static int map__err(char *msg, size_t len, int rc, const char *fmt, ...)
 
 json_t *cluster_map_new(void)
 {
-	return json_pack("{s:s, s:I, s:I, s:{}, s:{}, s:{}}", "name", "",
-			 "epoch", (json_int_t)0, "next_vdisk_id",
-			 (json_int_t)1, "nodes", "pools", "vdisks");
+	return json_pack("{s:s, s:I, s:I, s:{}, s:{}, s:{}, s:{s:{}}}",
+			 "name", "", "epoch", (json_int_t)0, "next_vdisk_id",
+			 (json_int_t)1, "nodes", "pools", "vdisks", "secrets",
+			 "tokens");
+}
+
+json_t *cluster_map_public(const json_t *map)
+{
+	json_t *m = json_deep_copy(map);
+	if (m)
+		json_object_del(m, "secrets");
+	return m;
 }
 
 static bool map__name_ok(const char *n)
@@ -108,16 +117,101 @@ static bool map__feasible(const json_t *map, unsigned width, bool spread)
 	return ok;
 }
 
+/* The CA travels in the map (under "secrets", never shown by the API) so
+ * that whichever node leads can sign a joining node's certificate. */
 static int op_cluster_init(json_t *map, const json_t *op, json_t **res,
 			   char *msg, size_t ml)
 {
 	(void)res;
 	const char *name = map__str(op, "name");
+	const char *crt = map__str(op, "ca_crt"), *key = map__str(op, "ca_key");
 	if (!map__name_ok(name))
 		return map__err(msg, ml, -EINVAL, "bad cluster name");
+	if ((crt == NULL) != (key == NULL))
+		return map__err(msg, ml, -EINVAL, "ca_crt and ca_key go together");
 	if (json_string_length(json_object_get(map, "name")))
 		return map__err(msg, ml, -EEXIST, "cluster already named");
 	json_object_set_new(map, "name", json_string(name));
+	if (crt) {
+		json_t *sec = json_object_get(map, "secrets");
+		json_object_set_new(sec, "ca_crt", json_string(crt));
+		json_object_set_new(sec, "ca_key", json_string(key));
+	}
+	return 0;
+}
+
+static bool map__hex64(const char *h)
+{
+	if (!h || strlen(h) != 64)
+		return false;
+	for (int i = 0; i < 64; i++)
+		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* A one-time join token, stored as the SHA-256 of its secret. */
+static int op_token_create(json_t *map, const json_t *op, json_t **res,
+			   char *msg, size_t ml)
+{
+	(void)res;
+	const char *hash = map__str(op, "hash");
+	json_int_t expires, now;
+	if (!map__hex64(hash) || !map__int(op, "expires", &expires) ||
+	    !map__int(op, "now", &now))
+		return map__err(msg, ml, -EINVAL,
+				"token.create needs hash (64 hex), now, expires");
+	json_t *tokens =
+		json_object_get(json_object_get(map, "secrets"), "tokens");
+	if (json_object_get(tokens, hash))
+		return map__err(msg, ml, -EEXIST, "token exists");
+	/* Forget spent and expired tokens: the map must not grow forever. */
+	const char *k;
+	json_t *t, *tmp;
+	json_object_foreach_safe(tokens, tmp, k, t)
+	{
+		json_int_t e = 0;
+		map__int(t, "expires", &e);
+		if (json_is_true(json_object_get(t, "used")) || e < now)
+			json_object_del(tokens, k);
+	}
+	json_object_set_new(tokens, hash,
+			    json_pack("{s:I, s:b}", "expires", expires, "used",
+				      0));
+	return 0;
+}
+
+/* Spends a token (once, before it expires) and reserves the new node's id:
+ * the highest id in the map plus one. */
+static int op_token_use(json_t *map, const json_t *op, json_t **res,
+			char *msg, size_t ml)
+{
+	const char *hash = map__str(op, "hash");
+	json_int_t now;
+	if (!map__hex64(hash) || !map__int(op, "now", &now))
+		return map__err(msg, ml, -EINVAL, "token.use needs hash, now");
+	json_t *t = json_object_get(
+		json_object_get(json_object_get(map, "secrets"), "tokens"),
+		hash);
+	json_int_t expires = 0;
+	if (!t || json_is_true(json_object_get(t, "used")) ||
+	    !map__int(t, "expires", &expires) || expires < now)
+		return map__err(msg, ml, -EACCES,
+				"join token unknown, used or expired");
+	json_object_set_new(t, "used", json_true());
+	json_int_t next = json_integer_value(
+		json_object_get(map, "next_node_id"));
+	const char *k;
+	json_t *n;
+	json_object_foreach(json_object_get(map, "nodes"), k, n)
+	{
+		json_int_t id = 0;
+		map__int(n, "id", &id);
+		if (id >= next)
+			next = id + 1;
+	}
+	json_object_set_new(map, "next_node_id", json_integer(next + 1));
+	*res = json_pack("{s:I}", "id", next);
 	return 0;
 }
 
@@ -296,7 +390,8 @@ static const struct {
 	{"cluster.init", op_cluster_init}, {"node.add", op_node_add},
 	{"node.remove", op_node_remove},   {"pool.create", op_pool_create},
 	{"pool.delete", op_pool_delete},   {"vdisk.create", op_vdisk_create},
-	{"vdisk.delete", op_vdisk_delete},
+	{"vdisk.delete", op_vdisk_delete}, {"token.create", op_token_create},
+	{"token.use", op_token_use},
 };
 
 int cluster_map_apply(json_t *map, const json_t *op, json_t **result,

@@ -8,7 +8,10 @@
  *    "pools":  {"<name>": {"name", "id", "policy": {"replicas": n} |
  *                                             {"ec": {"k": k, "m": m}},
  *                          "spread_domains": bool}},
- *    "vdisks": {"<name>": {"name", "id", "pool", "size"}}}
+ *    "vdisks": {"<name>": {"name", "id", "pool", "size"}},
+ *    "next_node_id": int,
+ *    "secrets": {"ca_crt", "ca_key", "tokens": {"<sha256>": {"expires",
+ *                "used"}}}}
  */
 #ifndef CAIRN_CLUSTER_MAP_H
 #define CAIRN_CLUSTER_MAP_H
@@ -17,6 +20,8 @@
 #include <stddef.h>
 
 json_t *cluster_map_new(void);
+/* A copy without "secrets" (the CA key, join tokens): what reads return. */
+json_t *cluster_map_public(const json_t *map);
 /* Applies op to map (changed in place only on success). Returns 0 and sets
  * *result (a new reference, or NULL) or -errno with msg filled. */
 int cluster_map_apply(json_t *map, const json_t *op, json_t **result,

@@ -191,3 +191,92 @@ out:
 	EVP_PKEY_free(ca_key);
 	return rc;
 }
+
+static char *pki__pem(EVP_PKEY *key, X509 *crt)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	if (!b)
+		return NULL;
+	int ok = key ? PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL,
+						NULL)
+		     : PEM_write_bio_X509(b, crt);
+	char *data = NULL;
+	long n = BIO_get_mem_data(b, &data);
+	char *out = ok && n > 0 ? strndup(data, (size_t)n) : NULL;
+	BIO_free(b);
+	return out;
+}
+
+static void *pki__parse(const char *pem, bool key)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	if (!b)
+		return NULL;
+	void *v = key ? (void *)PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)
+		      : (void *)PEM_read_bio_X509(b, NULL, NULL, NULL);
+	BIO_free(b);
+	return v;
+}
+
+int pki_cert_issue_pem(const char *ca_crt_pem, const char *ca_key_pem,
+		       const char *name, int days, char **crt_pem,
+		       char **key_pem, char *err, size_t errlen)
+{
+	*crt_pem = *key_pem = NULL;
+	if (!name[0] || strlen(name) > 200 || strchr(name, '/')) {
+		snprintf(err, errlen, "bad certificate name '%s'", name);
+		return -EINVAL;
+	}
+	X509 *ca = pki__parse(ca_crt_pem, false);
+	EVP_PKEY *ca_key = pki__parse(ca_key_pem, true);
+	EVP_PKEY *key = (ca && ca_key) ? EVP_EC_gen("P-256") : NULL;
+	X509 *crt = key ? pki__cert(key, name, 0, days, ca, ca_key) : NULL;
+	int rc = crt ? 0 : pki__fail(err, errlen, "certificate");
+	if (!rc) {
+		*crt_pem = pki__pem(NULL, crt);
+		*key_pem = pki__pem(key, NULL);
+		if (!*crt_pem || !*key_pem) {
+			free(*crt_pem);
+			free(*key_pem);
+			*crt_pem = *key_pem = NULL;
+			rc = -ENOMEM;
+		}
+	}
+	X509_free(crt);
+	EVP_PKEY_free(key);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+	return rc;
+}
+
+int pki_fingerprint(const char *crt_pem, char out[65])
+{
+	X509 *crt = pki__parse(crt_pem, false);
+	unsigned char md[32];
+	unsigned int n = 0;
+	int ok = crt && X509_digest(crt, EVP_sha256(), md, &n) && n == 32;
+	X509_free(crt);
+	if (!ok)
+		return -EINVAL;
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+char *pki_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	char chunk[4096];
+	size_t n;
+	while (m && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		fwrite(chunk, 1, n, m);
+	fclose(f);
+	if (m)
+		fclose(m);
+	return buf;
+}

@@ -60,6 +60,7 @@ struct cluster_config {
 	const char *raft_address; /* "IPv4:port" for node-to-node traffic */
 	const char *api_address;  /* where this node's management API answers */
 	const char *ca_file, *cert_file, *key_file; /* cluster PKI */
+	const char *ca_key_file;  /* bootstrap: the CA key, put in the map */
 	uint32_t domain;          /* fault domain */
 	double capacity;          /* placement weight */
 	bool bootstrap;           /* first node of a new cluster */
@@ -80,11 +81,25 @@ struct cluster_node {
 int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg,
 		  struct cluster **out, char *err, size_t errlen);
 void cluster_stop(struct cluster *c, void (*cb)(void *arg), void *arg);
-/* On the leader: adds the node to the Raft configuration (as a voter or a
- * standby, keeping 1/3/5 voters) and then to the map. */
+/* On the leader: adds the node to the Raft configuration as a standby and
+ * then to the map; the leader promotes standbys to voters (keeping 1, 3
+ * or 5) once they are up to date. */
 void cluster_add_node(struct cluster *c, const struct cluster_node *n,
 		      cluster_op_cb cb, void *arg);
 bool cluster_is_leader(struct cluster *c);
+
+/* Joining (on the leader). A token is "cairn1:<CA sha256>:<secret>": the
+ * joining node checks the CA it talks to by the fingerprint, the leader
+ * spends the secret once. result: {"token", "expires"}. */
+void cluster_token_create(struct cluster *c, unsigned ttl_s, cluster_op_cb cb,
+			  void *arg);
+/* req: {"token", "name", "raft", "api", "domain", "capacity"}. Spends the
+ * token, gives the node an id and a certificate "node-<id>" signed by the
+ * cluster CA, adds it to the Raft configuration and the map. result:
+ * {"id", "name", "cert", "key", "ca", "cluster"} — the joining node starts
+ * its cluster with them (bootstrap false). */
+void cluster_join(struct cluster *c, const json_t *req, cluster_op_cb cb,
+		  void *arg);
 /* This node's applied map, possibly behind the leader's (tests, status). */
 const json_t *cluster_local_map(struct cluster *c);
 

@@ -18,4 +18,16 @@ int pki_ca_create(const char *dir, const char *cluster, int days, char *err,
 int pki_cert_issue(const char *ca_dir, const char *name, const char *out_dir,
 		   int valid_from_days, int days, char *err, size_t errlen);
 
+/* In memory: a certificate and key for `name`, signed by the CA given as
+ * PEM text; *crt_pem and *key_pem are malloc'd PEM. For a node joining a
+ * running cluster, whose leader holds the CA in the cluster map. */
+int pki_cert_issue_pem(const char *ca_crt_pem, const char *ca_key_pem,
+		       const char *name, int days, char **crt_pem,
+		       char **key_pem, char *err, size_t errlen);
+/* SHA-256 of the certificate (DER), lower-case hex: a join token names
+ * the cluster CA by it, so the joining node can check whom it talks to. */
+int pki_fingerprint(const char *crt_pem, char out[65]);
+/* A whole (PEM) file, malloc'd; NULL on error. */
+char *pki_read_file(const char *path);
+
 #endif

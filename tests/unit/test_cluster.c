@@ -10,6 +10,7 @@
 #include <cairn/cluster.h>
 #include <cairn/pki.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <inttypes.h>
@@ -36,7 +37,7 @@ struct node {
 
 struct env {
 	uv_loop_t loop;
-	char base[64], ca[128], caf[160];
+	char base[64], ca[128], caf[160], cakey[160];
 	struct node n[N];
 	json_t *model; /* the sequential model of the map */
 	unsigned ops_checked;
@@ -172,14 +173,21 @@ static int submit(struct env *e, json_t *op, double secs)
 	return r.status;
 }
 
+/* Public maps: the secrets (CA key, tokens) differ from the model only
+ * in what the model cannot know (token hashes and times). */
 static bool maps_equal(struct env *e)
 {
-	for (int i = 0; i < N; i++)
-		if (e->n[i].c &&
-		    !json_equal((json_t *)cluster_local_map(e->n[i].c),
-				e->model))
-			return false;
-	return true;
+	json_t *m = cluster_map_public(e->model);
+	bool eq = true;
+	for (int i = 0; i < N && eq; i++) {
+		if (!e->n[i].c)
+			continue;
+		json_t *l = cluster_map_public(cluster_local_map(e->n[i].c));
+		eq = json_equal(l, m);
+		json_decref(l);
+	}
+	json_decref(m);
+	return eq;
 }
 
 static bool wait_converged(struct env *e, double secs)
@@ -239,6 +247,113 @@ static void fmt(char *dst, size_t n, const char *f, ...)
 	snprintf(dst, n, "%s", tmp);
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static char *make_token(struct env *e, unsigned ttl)
+{
+	int l = wait_leader(e, 10);
+	struct result r = {0};
+	cluster_token_create(e->n[l].c, ttl, op_cb, &r);
+	CHECK(run_until(e, &r.done, 10));
+	CHECK_EQ(r.status, 0);
+	char *t = r.res ? strdup(json_string_value(json_object_get(r.res,
+								   "token")))
+			: NULL;
+	json_decref(r.res);
+	return t;
+}
+
+static int join(struct env *e, const char *token, const char *name,
+		const char *raft, const char *api, json_t **reply)
+{
+	int l = wait_leader(e, 10);
+	json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f}", "token",
+				token, "name", name, "raft", raft, "api", api,
+				"domain", 9, "capacity", 1.0);
+	struct result r = {0};
+	cluster_join(e->n[l].c, req, op_cb, &r);
+	json_decref(req);
+	CHECK(run_until(e, &r.done, 20));
+	if (reply)
+		*reply = r.res;
+	else
+		json_decref(r.res);
+	return r.status;
+}
+
+/* A node joins with a one-time token: it gets its id and certificate from
+ * the leader, then starts; the model learns what the map did. */
+static void join_node(struct env *e, int i)
+{
+	struct node *nd = &e->n[i];
+	char *token = make_token(e, 600);
+	json_t *rep = NULL;
+	int rc = join(e, token, nd->name, nd->raft, nd->api, &rep);
+	CHECK_EQ(rc, 0);
+	CHECK_EQ(join(e, token, "again", "127.0.0.1:1", "x", NULL), -EACCES);
+	if (rc || !rep) {
+		free(token);
+		return;
+	}
+	json_int_t id = json_integer_value(json_object_get(rep, "id"));
+	CHECK_EQ(id, i + 1);
+	nd->cfg.id = (uint64_t)id;
+	write_file(nd->crt, json_string_value(json_object_get(rep, "cert")));
+	write_file(nd->key, json_string_value(json_object_get(rep, "key")));
+	json_decref(rep);
+	node_start(e, i, false);
+	/* the model: the token's use reserved the id, then node.add */
+	char hash[65];
+	const char *secret = strrchr(token, ':') + 1;
+	unsigned char md[32];
+	unsigned int mdn;
+	EVP_Digest(secret, strlen(secret), md, &mdn, EVP_sha256(), NULL);
+	for (int k = 0; k < 32; k++)
+		snprintf(hash + 2 * k, 3, "%02x", md[k]);
+	json_t *ops[3] = {
+		json_pack("{s:s, s:s, s:i, s:i}", "op", "token.create", "hash",
+			  hash, "now", 0, "expires", 1 << 30),
+		json_pack("{s:s, s:s, s:i}", "op", "token.use", "hash", hash,
+			  "now", 0),
+		json_pack("{s:s, s:I, s:s, s:s, s:s, s:i, s:f}", "op",
+			  "node.add", "id", id, "name", nd->name, "raft",
+			  nd->raft, "api", nd->api, "domain", 9, "capacity",
+			  1.0)};
+	for (int k = 0; k < 3; k++) {
+		json_t *res = NULL;
+		char msg[256];
+		CHECK_EQ(cluster_map_apply(e->model, ops[k], &res, msg,
+					   sizeof(msg)),
+			 0);
+		json_decref(res);
+		json_decref(ops[k]);
+	}
+	free(token);
+}
+
+static unsigned voters(struct env *e)
+{
+	int l = wait_leader(e, 10);
+	if (l < 0)
+		return 0;
+	json_t *st = cluster_status(e->n[l].c), *s;
+	unsigned v = 0;
+	size_t k;
+	json_array_foreach(json_object_get(st, "servers"), k, s)
+		v += !strcmp(json_string_value(json_object_get(s, "role")),
+			     "voter");
+	json_decref(st);
+	return v;
+}
+
 static void setup(struct env *e)
 {
 	memset(e, 0, sizeof(*e));
@@ -249,6 +364,7 @@ static void setup(struct env *e)
 	char err[256];
 	fmt(e->ca, sizeof(e->ca), "%s/ca", e->base);
 	fmt(e->caf, sizeof(e->caf), "%s/ca.crt", e->ca);
+	fmt(e->cakey, sizeof(e->cakey), "%s/ca.key", e->ca);
 	CHECK_EQ(pki_ca_create(e->ca, "test", 30, err, sizeof(err)), 0);
 	for (int i = 0; i < N; i++) {
 		struct node *nd = &e->n[i];
@@ -279,6 +395,8 @@ static void setup(struct env *e)
 			.cluster_name = "test",
 			.election_ms = 400,
 		};
+		if (i == 0)
+			nd->cfg.ca_key_file = e->cakey;
 	}
 	e->model = cluster_map_new();
 }
@@ -295,8 +413,12 @@ int main(void)
 	CHECK(wait_leader(&e, 15) == 0);
 	json_t *res = NULL;
 	char msg[256];
-	json_t *init = json_pack("{s:s, s:s}", "op", "cluster.init", "name",
-				 "test");
+	char *cacrt = pki_read_file(e.caf), *cakey = pki_read_file(e.cakey);
+	json_t *init = json_pack("{s:s, s:s, s:s, s:s}", "op", "cluster.init",
+				 "name", "test", "ca_crt", cacrt, "ca_key",
+				 cakey);
+	free(cacrt);
+	free(cakey);
 	cluster_map_apply(e.model, init, &res, msg, sizeof(msg));
 	json_decref(init);
 	json_t *self = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:f}", "op",
@@ -318,6 +440,11 @@ int main(void)
 		 -ENOSPC);
 	add_node(&e, 2);
 	CHECK(wait_converged(&e, 10));
+	/* standbys become voters once caught up */
+	double tv3 = now() + 15;
+	while (voters(&e) != 3 && now() < tv3)
+		run_for(&e, 0.1);
+	CHECK_EQ(voters(&e), 3);
 	json_t *st = cluster_status(e.n[0].c);
 	CHECK_EQ(json_array_size(json_object_get(st, "servers")), 3);
 	json_decref(st);
@@ -397,26 +524,51 @@ int main(void)
 		 0);
 	CHECK(wait_converged(&e, 15));
 
-	/* Five nodes: 5 voters; a linearizable read sees the latest map. */
-	add_node(&e, 3);
-	add_node(&e, 4);
+	/* Join refusals: a malformed, an unknown and an expired token. */
+	CHECK_EQ(join(&e, "cairn1:xx:yy", "n9", "127.0.0.1:1", "a", NULL),
+		 -EACCES);
+	CHECK_EQ(join(&e, "cairn1:00:"
+			  "000000000000000000000000000000000000000000000000000"
+			  "0000000000000",
+		      "n9", "127.0.0.1:1", "a", NULL),
+		 -EACCES);
+	char *old = make_token(&e, 0);
+	json_t *tc = json_pack("{s:s, s:s, s:i, s:i}", "op", "token.create",
+			       "hash", "00000000000000000000000000000000000"
+				       "00000000000000000000000000000",
+			       "now", 0, "expires", 0);
+	cluster_map_apply(e.model, tc, &res, msg, sizeof(msg)); /* epoch */
+	json_decref(tc);
+	json_decref(res);
+	run_for(&e, 1.2);
+	CHECK_EQ(join(&e, old, "n9", "127.0.0.1:1", "a", NULL), -EACCES);
+	free(old);
+
+	/* Two nodes join with tokens: five nodes, five voters; a
+	 * linearizable read sees the latest map, without its secrets. */
+	join_node(&e, 3);
+	join_node(&e, 4);
 	CHECK(wait_converged(&e, 15));
-	run_for(&e, 1);
+	double tv = now() + 15;
+	while (voters(&e) != 5 && now() < tv)
+		run_for(&e, 0.1);
+	CHECK_EQ(voters(&e), 5);
 	l = wait_leader(&e, 10);
-	st = cluster_status(e.n[l].c);
-	unsigned voters = 0;
-	json_t *s;
-	size_t k;
-	json_array_foreach(json_object_get(st, "servers"), k, s)
-		voters += !strcmp(json_string_value(json_object_get(s, "role")),
-				  "voter");
-	CHECK_EQ(voters, 5);
-	json_decref(st);
 	memset(&r, 0, sizeof(r));
 	cluster_read(e.n[l].c, op_cb, &r);
 	CHECK(run_until(&e, &r.done, 10));
 	CHECK_EQ(r.status, 0);
-	CHECK(r.res && json_equal(r.res, e.model));
+	json_t *pub = cluster_map_public(e.model);
+	CHECK(r.res && json_equal(r.res, pub));
+	if (r.res && !json_equal(r.res, pub)) {
+		char *a = json_dumps(r.res, JSON_SORT_KEYS | JSON_INDENT(1));
+		char *b = json_dumps(pub, JSON_SORT_KEYS | JSON_INDENT(1));
+		fprintf(stderr, "map:\n%s\nmodel:\n%s\n", a, b);
+		free(a);
+		free(b);
+	}
+	CHECK(r.res && !json_object_get(r.res, "secrets"));
+	json_decref(pub);
 	json_decref(r.res);
 
 	printf("cluster: %u operations checked against the model; leader "
