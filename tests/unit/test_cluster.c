@@ -244,7 +244,9 @@ static void fmt(char *dst, size_t n, const char *f, ...)
 	va_start(ap, f);
 	vsnprintf(tmp, sizeof(tmp), f, ap);
 	va_end(ap);
-	snprintf(dst, n, "%s", tmp);
+	size_t l = strnlen(tmp, n - 1);
+	memcpy(dst, tmp, l);
+	dst[l] = 0;
 }
 
 static void write_file(const char *path, const char *text)
