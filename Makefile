@@ -65,6 +65,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# The OpenAPI document is embedded with .incbin.
+$(BUILD)/obj/controller-vm/api/openapi.o: controller-vm/api/openapi.json
+
 $(LIBCAIRN): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

@@ -9,7 +9,7 @@ PKGS=(
 	build-essential pkg-config clang libclang-rt-14-dev
 	# libraries the code links
 	libisal-dev librocksdb-dev libuv1-dev liburing-dev libssl-dev
-	libjansson-dev libraft-dev libnbd-dev
+	libjansson-dev libraft-dev libnbd-dev libh2o-dev libcurl4-openssl-dev
 	# real clients and peers for tests and benchmarks
 	libnbd-bin nbdkit qemu-utils qemu-system-x86 qemu-block-extra fio
 	libiscsi-bin libiscsi-dev tgt

@@ -1,0 +1,211 @@
+/* The management API's private header: the server (server.c: h2o, TLS,
+ * connections, the request pipeline), credentials (auth.c), the endpoint
+ * table and its handlers (routes.c) and long-operation tasks (tasks.c). */
+#ifndef CAIRN_API_INTERNAL_H
+#define CAIRN_API_INTERNAL_H
+
+#define H2O_USE_LIBUV 1
+#include <h2o.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cairn/api.h>
+
+#define API_MAX_BODY (1u << 20)
+#define API_PBKDF2_ITER 600000
+#define API_MIN_PASSWORD 12
+#define API_MAX_PASSWORD 256
+#define API_MAX_BASIC 360 /* base64 of "admin:" + the longest password */
+#define API_MAX_TASKS 256
+#define API_MAX_TOKENS 1024
+#define API_IDLE_TIMEOUT_MS 10000
+#define API_AUTH_CACHE_SEC 300
+
+enum api_role { API_ROLE_NONE = 0, API_ROLE_VIEWER = 1, API_ROLE_ADMIN = 2 };
+
+const char *api_role_name(enum api_role r);
+int api_role_parse(const char *s, enum api_role *out);
+
+/* ---- credentials (auth.c) ---- */
+
+struct api_pwhash {
+	unsigned char salt[16];
+	unsigned char hash[32];
+	unsigned iter;
+};
+
+struct api_admin {
+	struct api_pwhash pw;
+	bool must_change;
+};
+
+struct api_token {
+	char id[24];
+	unsigned char hash[32]; /* SHA-256 of the secret */
+	enum api_role role;
+	int64_t created, expires; /* unix seconds; expires 0 = never */
+	char name[64];
+};
+
+struct api_tokens {
+	struct api_token *v;
+	size_t n;
+	uint64_t next_id;
+};
+
+/* PBKDF2-HMAC-SHA256; slow on purpose: call it off the loop. */
+int api_pw_derive(const char *pw, const unsigned char salt[16], unsigned iter,
+		  unsigned char out[32]);
+int api_pw_new(const char *pw, unsigned iter, struct api_pwhash *out);
+bool api_pw_check(const struct api_pwhash *h, const char *pw);
+
+int api_admin_load(const char *dir, struct api_admin *a);
+int api_admin_store(const char *dir, const struct api_admin *a);
+
+int api_tokens_load(const char *dir, struct api_tokens *t);
+int api_tokens_store(const char *dir, const struct api_tokens *t);
+void api_tokens_free(struct api_tokens *t);
+/* Creates a token; the secret (shown once) goes to secret_out. */
+int api_tokens_add(struct api_tokens *t, enum api_role role, int64_t now,
+		   int64_t expires, const char *name, char *secret_out,
+		   size_t len, struct api_token **out);
+const struct api_token *api_tokens_find(const struct api_tokens *t,
+					const char *secret);
+int api_tokens_remove(struct api_tokens *t, const char *id);
+
+/* Random printable password of len-1 characters. */
+int api_random_password(char *out, size_t len);
+
+/* ---- tasks (tasks.c) ---- */
+
+enum api_task_state { API_TASK_RUNNING, API_TASK_DONE, API_TASK_FAILED };
+
+struct api_task {
+	uint64_t id;
+	char op[32];
+	enum api_task_state state;
+	double progress;
+	json_t *result; /* owned; NULL until done */
+	char error[256];
+	int status; /* -errno on failure */
+	int64_t created, finished;
+};
+
+struct api_tasks {
+	struct api_task v[API_MAX_TASKS]; /* a ring; oldest finished reused */
+	size_t n;
+	uint64_t next_id;
+};
+
+struct api_task *api_task_new(struct api_tasks *ts, const char *op,
+			      int64_t now);
+struct api_task *api_task_find(struct api_tasks *ts, uint64_t id);
+json_t *api_task_json(const struct api_task *t);
+void api_tasks_free(struct api_tasks *ts);
+
+/* ---- forwarding to the leader (forward.c) ---- */
+
+struct api_fwd;
+struct api_call;
+int api_fwd_create(struct api_server *srv, const char *ca_file,
+		   struct api_fwd **out);
+/* 0: the answer comes later through the call; else answer it yourself. */
+int api_fwd_start(struct api_fwd *f, struct api_call *call, const char *leader);
+void api_fwd_close(struct api_fwd *f);
+bool api_fwd_closed(struct api_fwd *f);
+void api_fwd_free(struct api_fwd *f);
+
+/* ---- the server and a request in flight (server.c) ---- */
+
+struct api_route;
+struct api_server;
+
+struct api_server {
+	uv_loop_t *loop;
+	struct cluster *cluster;
+	char *state_dir, *openapi_file, *leader_scheme;
+	uv_tcp_t listener;
+	h2o_globalconf_t h2o_config;
+	h2o_context_t h2o_ctx;
+	h2o_accept_ctx_t accept_ctx;
+	SSL_CTX *ssl_ctx;
+	int port;
+	struct api_fwd *fwd; /* NULL: answer 307 instead of forwarding */
+
+	struct api_admin admin;
+	bool admin_ok; /* admin file present */
+	struct api_tokens tokens;
+	struct api_tasks tasks;
+	/* A verified Basic password, so that PBKDF2 runs once per TTL. */
+	unsigned char cache_key[32], cache_digest[32];
+	time_t cache_until;
+
+	/* accounting for close and /metrics */
+	unsigned nconns, nwork, nops;
+	uint64_t conns_total;
+	uint64_t status_count[600];
+	uint64_t *route_count;
+	time_t started;
+
+	bool closing, closed_listener, fwd_closing;
+	uv_timer_t close_timer;
+	void (*close_cb)(void *);
+	void *close_arg;
+};
+
+struct api_call {
+	struct api_server *srv;
+	h2o_req_t *req;		/* NULL once the client has gone */
+	struct api_call **slot; /* in req->pool; cleared on either side */
+	const struct api_route *route;
+	char param[128]; /* the {…} path segment, if any */
+	enum api_role role;
+	bool via_basic;
+	json_t *body; /* parsed request body or NULL */
+	/* PBKDF2 on the thread pool */
+	uv_work_t work;
+	char pw[API_MAX_PASSWORD + 1];
+	struct api_pwhash pwh;
+	int work_rc;
+	bool work_ok;
+	void (*work_done)(struct api_call *);
+	struct api_task *task;
+};
+
+struct api_route {
+	const char *method;
+	const char *path; /* "{x}" matches one segment */
+	enum api_role min_role;
+	unsigned flags;
+	void (*handle)(struct api_call *call);
+};
+#define API_R_BASIC_ONLY 1u    /* only the admin's password, not a token */
+#define API_R_BEFORE_CHANGE 2u /* allowed while the password must change */
+#define API_R_BODY 4u	       /* takes a JSON object body */
+
+extern const struct api_route api_routes[];
+extern const size_t api_nroutes;
+
+/* Answers the call (once) and frees it. body may be NULL; it is stolen. */
+void api_reply(struct api_call *call, int status, json_t *body);
+void api_reply_error(struct api_call *call, int status, const char *code,
+		     const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Maps a cluster error to HTTP (-EREMOTE becomes a 307 to the leader). */
+void api_reply_cluster_error(struct api_call *call, int status,
+			     const char *msg);
+void api_reply_text(struct api_call *call, int status, const char *ctype,
+		    const char *text, size_t len);
+/* Runs PBKDF2 of call->pw on the thread pool, then done(call). */
+void api_call_hash(struct api_call *call, bool verify,
+		   void (*done)(struct api_call *));
+void api_call_free(struct api_call *call);
+void api_metrics(struct api_server *srv, struct api_call *call);
+void api_auth_cache_set(struct api_server *srv, const char *pw);
+void api_auth_cache_clear(struct api_server *srv);
+
+extern const char api_openapi_json[];
+
+#endif
