@@ -126,6 +126,7 @@ struct api_server {
 	uv_loop_t *loop;
 	struct cluster *cluster;
 	char *state_dir, *openapi_file, *leader_scheme;
+	char *ca_pem; /* the cluster CA certificate, served to joining nodes */
 	uv_tcp_t listener;
 	h2o_globalconf_t h2o_config;
 	h2o_context_t h2o_ctx;
@@ -184,6 +185,9 @@ struct api_route {
 #define API_R_BASIC_ONLY 1u    /* only the admin's password, not a token */
 #define API_R_BEFORE_CHANGE 2u /* allowed while the password must change */
 #define API_R_BODY 4u	       /* takes a JSON object body */
+/* No credentials: the joining node's CA fetch and its join, which the
+ * one-time token itself authenticates. */
+#define API_R_PUBLIC 8u
 
 extern const struct api_route api_routes[];
 extern const size_t api_nroutes;

@@ -94,6 +94,22 @@ static void op_cb(void *arg, int status, json_t *result, const char *msg)
 	free(o);
 }
 
+/* The context of one cluster operation; NULL (and the call answered)
+ * when out of memory. */
+static struct op_ctx *op_new(struct api_call *call,
+			     void (*done)(struct api_call *, json_t *))
+{
+	struct op_ctx *o = malloc(sizeof(*o));
+	if (!o) {
+		api_reply_error(call, 500, "internal", "out of memory");
+		return NULL;
+	}
+	o->call = call;
+	o->done = done;
+	call->srv->nops++;
+	return o;
+}
+
 static void submit(struct api_call *call, json_t *op,
 		   void (*done)(struct api_call *, json_t *))
 {
@@ -624,6 +640,67 @@ static void h_openapi(struct api_call *call)
 	free(buf);
 }
 
+/* ---- joining ---------------------------------------------------------------- */
+
+/* GET /api/v1/ca (public): the cluster CA, which a joining node checks
+ * against the fingerprint in its token before it sends the token. */
+static void h_ca_get(struct api_call *call)
+{
+	if (!call->srv->ca_pem) {
+		api_reply_error(call, 404, "not_found", "no cluster CA here");
+		return;
+	}
+	api_reply(call, 200, json_pack("{s:s}", "ca", call->srv->ca_pem));
+}
+
+static void join_done(struct api_call *call, json_t *result)
+{
+	api_reply(call, 201, json_incref(result));
+}
+
+/* POST /api/v1/join (public): the token authenticates the request. */
+static void h_join_post(struct api_call *call)
+{
+	static const char *const fields[] = {"token", "name", "raft", "api",
+					     "domain", "capacity", NULL};
+	if (!only_fields(call, fields) || !name_field(call, "name"))
+		return;
+	json_t *b = call->body;
+	if (!json_is_string(json_object_get(b, "token")) ||
+	    !json_is_string(json_object_get(b, "raft")) ||
+	    !json_is_string(json_object_get(b, "api"))) {
+		api_reply_error(call, 400, "bad_request",
+				"join needs token, name, raft and api");
+		return;
+	}
+	if (!leader_or_redirect(call))
+		return;
+	struct op_ctx *o = op_new(call, join_done);
+	if (o)
+		cluster_join(call->srv->cluster, b, op_cb, o);
+}
+
+/* POST /api/v1/nodes/token (admin): a one-time join token. */
+static void h_join_token_post(struct api_call *call)
+{
+	static const char *const fields[] = {"expires_in", NULL};
+	if (!only_fields(call, fields))
+		return;
+	json_int_t ttl = 3600;
+	json_t *e = json_object_get(call->body, "expires_in");
+	if (e && !int_in(e, 60, 7 * 86400, &ttl)) {
+		api_reply_error(call, 400, "bad_request",
+				"expires_in: 60 to 604800 seconds");
+		return;
+	}
+	if (!leader_or_redirect(call))
+		return;
+	struct op_ctx *o = op_new(call, join_done);
+	if (o)
+		cluster_token_create(call->srv->cluster, (unsigned)ttl, op_cb,
+				     o);
+}
+
 #define V API_ROLE_VIEWER
 #define A API_ROLE_ADMIN
 const struct api_route api_routes[] = {
@@ -643,6 +720,10 @@ const struct api_route api_routes[] = {
     {"GET", "/api/v1/tokens", A, 0, h_tokens_get},
     {"DELETE", "/api/v1/tokens/{id}", A, 0, h_token_delete},
     {"GET", "/api/v1/openapi.json", V, 0, h_openapi},
+    {"GET", "/api/v1/ca", API_ROLE_NONE, API_R_PUBLIC, h_ca_get},
+    {"POST", "/api/v1/join", API_ROLE_NONE, API_R_PUBLIC | API_R_BODY,
+     h_join_post},
+    {"POST", "/api/v1/nodes/token", A, API_R_BODY, h_join_token_post},
     {"GET", "/metrics", V, 0, h_metrics},
 };
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <cairn/cluster.h>
+#include <cairn/pki.h>
 
 #include "api_internal.h"
 
@@ -342,6 +343,13 @@ static void dispatch(struct api_call *call)
 		memcpy(call->param, param, sizeof(param));
 		break;
 	}
+	if (!call->route && call->role == API_ROLE_NONE) {
+		/* Without credentials, tell nothing about what exists. */
+		api_reply_error(call, 401, "unauthorized",
+				"credentials required: HTTP Basic (admin) or "
+				"a bearer token");
+		return;
+	}
 	if (!call->route) {
 		if (path_known)
 			api_reply_error(call, 405, "method_not_allowed",
@@ -354,7 +362,14 @@ static void dispatch(struct api_call *call)
 		return;
 	}
 	const struct api_route *r = call->route;
-	if (srv->admin.must_change && !(r->flags & API_R_BEFORE_CHANGE)) {
+	if (call->role == API_ROLE_NONE && !(r->flags & API_R_PUBLIC)) {
+		api_reply_error(call, 401, "unauthorized",
+				"credentials required: HTTP Basic (admin) or "
+				"a bearer token");
+		return;
+	}
+	if (srv->admin.must_change &&
+	    !(r->flags & (API_R_BEFORE_CHANGE | API_R_PUBLIC))) {
 		api_reply_error(call, 403, "password_change_required",
 				"password must be changed: POST "
 				"/api/v1/password (or `cairn password "
@@ -422,9 +437,9 @@ static void authenticate(struct api_call *call)
 	h2o_req_t *req = call->req;
 	ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
 	if (i < 0) {
-		api_reply_error(call, 401, "unauthorized",
-				"credentials required: HTTP Basic (admin) or "
-				"a bearer token");
+		/* Only public routes take no credentials: dispatch decides. */
+		call->role = API_ROLE_NONE;
+		dispatch(call);
 		return;
 	}
 	h2o_iovec_t v = req->headers.entries[i].value;
@@ -600,6 +615,7 @@ static void srv_free(struct api_server *srv)
 	free(srv->state_dir);
 	free(srv->openapi_file);
 	free(srv->leader_scheme);
+	free(srv->ca_pem);
 	OPENSSL_cleanse(srv->cache_key, sizeof(srv->cache_key));
 	free(srv);
 }
@@ -658,6 +674,11 @@ int api_server_start(uv_loop_t *loop, const struct api_config *cfg,
 	if ((rc = ssl_setup(srv, cfg, err, errlen))) {
 		srv_free(srv);
 		return rc;
+	}
+	if (cfg->ca_file && !(srv->ca_pem = pki_read_file(cfg->ca_file))) {
+		snprintf(err, errlen, "api: cannot read %s", cfg->ca_file);
+		srv_free(srv);
+		return -ENOENT;
 	}
 	if (cfg->ca_file &&
 	    (rc = api_fwd_create(srv, cfg->ca_file, &srv->fwd))) {

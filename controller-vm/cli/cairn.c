@@ -63,6 +63,7 @@ static void usage(FILE *f)
 	      "  cluster status\n"
 	      "  node list\n"
 	      "  node remove ID [--wait]\n"
+	      "  node token [SECONDS]           one-time join token\n"
 	      "  pool create NAME (--replicas N | --ec K+M) [--no-spread]\n"
 	      "  pool list\n"
 	      "  pool delete NAME\n"
@@ -451,6 +452,22 @@ static int cmd_node_remove(const char *id, bool wait)
 	return task_show(tid, true);
 }
 
+/* A one-time join token, for `cairnd --join URL --token TOKEN`. */
+static void cmd_node_token(const char *secs)
+{
+	json_t *j;
+	json_t *body = json_pack("{s:I}", "expires_in",
+				 (json_int_t)(secs ? parse_ll(secs, "seconds")
+						   : 3600));
+	api("POST", "/api/v1/nodes/token", body, &j);
+	json_decref(body);
+	if (opt_json)
+		print_json(j);
+	else
+		printf("%s\n", str(j, "token"));
+	json_decref(j);
+}
+
 static void random_password(char *out, size_t len)
 {
 	static const char a[] =
@@ -688,6 +705,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(obj, "node") && !strcmp(verb, "remove")) {
 		NARGS(3 + wait, "node remove ID [--wait]");
 		rc = cmd_node_remove(argv[2], wait);
+	} else if (!strcmp(obj, "node") && !strcmp(verb, "token")) {
+		if (argc != 2 && argc != 3)
+			usage_error("usage: cairn node token [SECONDS]");
+		cmd_node_token(argc == 3 ? argv[2] : NULL);
 	} else if (!strcmp(obj, "pool") && !strcmp(verb, "create")) {
 		cmd_pool_create(argc - 2, argv + 2);
 	} else if (!strcmp(obj, "pool") && !strcmp(verb, "list")) {
