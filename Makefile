@@ -30,7 +30,7 @@ ALL_LDLIBS := $(PKG_LIBS) -lpthread -lm $(LDLIBS)
 
 # Everything but the main()s goes into one static library the tests link.
 # Library sources: every .c in these folders (main()s live elsewhere).
-LIB_DIRS := lib sds sds/nbd replication controller-vm/pki controller-vm/api controller-vm/cluster vaai/scsi vaai/iscsi hypervisor/vhost hypervisor/hostd
+LIB_DIRS := lib sds sds/nbd replication controller-vm/pki controller-vm/api controller-vm/cluster controller-vm/node vaai/scsi vaai/iscsi hypervisor/vhost hypervisor/hostd
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIBCAIRN := $(BUILD)/libcairn.a

@@ -588,21 +588,30 @@ static void cluster__join_token_spent(void *arg, int status, json_t *res,
 	json_int_t id = json_integer_value(json_object_get(res, "id"));
 	char cn[32], err[256];
 	snprintf(cn, sizeof(cn), "node-%" PRId64, (int64_t)id);
-	char *crt = NULL, *key = NULL;
+	char *crt = NULL, *key = NULL, *acrt = NULL, *akey = NULL;
 	const char *ca = cluster__secret(c->map, "ca_crt");
 	const char *ca_key = cluster__secret(c->map, "ca_key");
+	/* Two certificates: the node's own ("node-<id>", node to node) and
+	 * its management API's (named "localhost" for now). */
 	if (!ca || !ca_key ||
 	    pki_cert_issue_pem(ca, ca_key, cn, 3650, &crt, &key, err,
-			       sizeof(err))) {
+			       sizeof(err)) ||
+	    pki_cert_issue_pem(ca, ca_key, "localhost", 3650, &acrt, &akey,
+			       err, sizeof(err))) {
+		free(crt);
+		free(key);
 		cluster__join_end(o, -EIO, "cannot issue the node certificate");
 		return;
 	}
-	o->reply = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", id,
-			     "name", o->name, "cert", crt, "key", key, "ca", ca,
+	o->reply = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id",
+			     id, "name", o->name, "cert", crt, "key", key,
+			     "api_cert", acrt, "api_key", akey, "ca", ca,
 			     "cluster",
 			     json_string_value(json_object_get(c->map, "name")));
 	free(crt);
 	free(key);
+	free(acrt);
+	free(akey);
 	const json_t *q = o->req;
 	json_int_t dom = 0;
 	const json_t *jd = json_object_get(q, "domain");
