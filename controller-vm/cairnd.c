@@ -4,8 +4,10 @@
  *
  * Threading: one thread, one uv loop; the pool and the NBD server run on
  * it (include/cairn/sds.h, include/cairn/nbd.h). */
+#include <cairn/iscsi.h>
 #include <cairn/nbd.h>
 #include <cairn/sds.h>
+#include <cairn/vhost.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -20,6 +22,7 @@
 #include "log.h"
 
 #define CAIRND_LOG "cairnd"
+#define CAIRND_MAX_VHOST 16
 
 struct cairnd_args {
 	const char *data;
@@ -29,6 +32,11 @@ struct cairnd_args {
 	bool no_checksum;
 	unsigned commit_interval_ms;
 	const char *ready_file;
+	const char *iscsi_config; /* --iscsi-config FILE */
+	/* --vhost-blk NAME=SOCKETPATH (argv strings, split in place) */
+	const char *vhost_name[CAIRND_MAX_VHOST];
+	const char *vhost_path[CAIRND_MAX_VHOST];
+	unsigned nvhost;
 };
 
 struct cairnd {
@@ -36,6 +44,9 @@ struct cairnd {
 	struct cairnd_args args;
 	struct sds_pool *pool;
 	struct nbd_server *nbd;
+	struct iscsi_server *iscsi;
+	struct vhost_blk *vhost[CAIRND_MAX_VHOST];
+	unsigned vhost_open;
 	uv_signal_t sigint, sigterm;
 	bool stopping;
 	int exit_code;
@@ -48,6 +59,7 @@ static void cairnd_usage(FILE *f)
 		"[--default-export NAME]\n"
 		"              [--no-checksum] [--commit-interval-ms N] "
 		"[--ready-file PATH]\n"
+		"              [--vhost-blk NAME=SOCKETPATH]...\n"
 		"\n"
 		"  --data DIR             pool directory (cairn-sds format)\n"
 		"  --nbd HOST:PORT        NBD listen address (default "
@@ -62,6 +74,14 @@ static void cairnd_usage(FILE *f)
 		"  --ready-file PATH      once listening, write "
 		"\"nbd=HOST:PORT\\npid=PID\\n\"\n"
 		"                         to PATH (atomically)\n"
+		"  --vhost-blk NAME=PATH  serve vdisk NAME to QEMU as a "
+		"vhost-user-blk\n"
+		"                         back end on unix socket PATH "
+		"(repeatable)\n"
+		"  --iscsi-config FILE    also serve the iSCSI targets of FILE "
+		"(docs/iscsi.md);\n"
+		"                         the ready file gets "
+		"\"iscsi=HOST:PORT\"\n"
 		"\n"
 		"Logging: CAIRN_LOG=error|warn|info|debug.\n",
 		NBD_SERVER_DEFAULT_PORT);
@@ -114,6 +134,8 @@ static int cairnd_parse_args(int argc, char **argv, struct cairnd_args *a)
 		OPT_NOCSUM,
 		OPT_COMMIT,
 		OPT_READY,
+		OPT_ISCSI,
+		OPT_VHOST,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -123,6 +145,8 @@ static int cairnd_parse_args(int argc, char **argv, struct cairnd_args *a)
 	    {"no-checksum", no_argument, NULL, OPT_NOCSUM},
 	    {"commit-interval-ms", required_argument, NULL, OPT_COMMIT},
 	    {"ready-file", required_argument, NULL, OPT_READY},
+	    {"iscsi-config", required_argument, NULL, OPT_ISCSI},
+	    {"vhost-blk", required_argument, NULL, OPT_VHOST},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -162,6 +186,25 @@ static int cairnd_parse_args(int argc, char **argv, struct cairnd_args *a)
 		case OPT_READY:
 			a->ready_file = optarg;
 			break;
+		case OPT_ISCSI:
+			a->iscsi_config = optarg;
+			break;
+		case OPT_VHOST: {
+			char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg || !eq[1] ||
+			    a->nvhost == CAIRND_MAX_VHOST) {
+				fprintf(stderr,
+					"cairnd: --vhost-blk: expected "
+					"NAME=SOCKETPATH (at most %d), got "
+					"'%s'\n",
+					CAIRND_MAX_VHOST, optarg);
+				return 2;
+			}
+			*eq = '\0';
+			a->vhost_name[a->nvhost] = optarg;
+			a->vhost_path[a->nvhost++] = eq + 1;
+			break;
+		}
 		case OPT_HELP:
 			cairnd_usage(stdout);
 			return -1;
@@ -206,6 +249,12 @@ static int cairnd_write_ready(struct cairnd *d)
 	fprintf(f, "nbd=%s%s%s:%u\npid=%ld\n", v6 ? "[" : "", d->args.nbd_host,
 		v6 ? "]" : "", (unsigned)nbd_server_port(d->nbd),
 		(long)getpid());
+	if (d->iscsi) {
+		const char *ih = iscsi_server_host(d->iscsi);
+		bool i6 = strchr(ih, ':') != NULL;
+		fprintf(f, "iscsi=%s%s%s:%u\n", i6 ? "[" : "", ih,
+			i6 ? "]" : "", (unsigned)iscsi_server_port(d->iscsi));
+	}
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		int e = errno;
 		fclose(f);
@@ -237,6 +286,49 @@ static void cairnd_nbd_closed(void *arg)
 	sds_pool_close(d->pool, cairnd_pool_closed, d);
 }
 
+/* iSCSI stops first: its LUNs hold vdisk handles of the pool. */
+static void cairnd_iscsi_closed(void *arg)
+{
+	struct cairnd *d = arg;
+	d->iscsi = NULL;
+	if (d->nbd)
+		nbd_server_close(d->nbd, cairnd_nbd_closed, d);
+	else
+		sds_pool_close(d->pool, cairnd_pool_closed, d);
+}
+
+static void cairnd_stop(struct cairnd *d);
+
+/* The last vhost-user back end is closed: stop the rest. */
+static void cairnd_vhost_closed(void *arg)
+{
+	struct cairnd *d = arg;
+	if (--d->vhost_open)
+		return;
+	d->stopping = false;
+	cairnd_stop(d);
+}
+
+/* Returns 0, or -errno after printing why. */
+static int cairnd_start_vhost(struct cairnd *d)
+{
+	char err[512];
+	for (unsigned i = 0; i < d->args.nvhost; i++) {
+		struct vhost_blk_opts vo = {
+		    .socket_path = d->args.vhost_path[i],
+		    .vdisk = d->args.vhost_name[i],
+		};
+		int rc = vhost_blk_start(&d->loop, d->pool, &vo, &d->vhost[i],
+					 err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "cairnd: %s\n", err);
+			return rc;
+		}
+		d->vhost_open++;
+	}
+	return 0;
+}
+
 static void cairnd_stop(struct cairnd *d)
 {
 	if (d->stopping)
@@ -244,7 +336,18 @@ static void cairnd_stop(struct cairnd *d)
 	d->stopping = true;
 	if (d->args.ready_file)
 		unlink(d->args.ready_file);
-	if (d->nbd)
+	/* vhost-user back ends first (they hold vdisk handles); the rest
+	 * follows from cairnd_vhost_closed. */
+	if (d->vhost_open) {
+		for (unsigned i = 0; i < d->args.nvhost; i++)
+			if (d->vhost[i])
+				vhost_blk_close(d->vhost[i],
+						cairnd_vhost_closed, d);
+		return;
+	}
+	if (d->iscsi)
+		iscsi_server_close(d->iscsi, cairnd_iscsi_closed, d);
+	else if (d->nbd)
 		nbd_server_close(d->nbd, cairnd_nbd_closed, d);
 	else
 		sds_pool_close(d->pool, cairnd_pool_closed, d);
@@ -302,12 +405,26 @@ int main(int argc, char **argv)
 	    .default_export = d.args.default_export,
 	};
 	rc = nbd_server_start(&d.loop, d.pool, &no, &d.nbd, err, sizeof(err));
-	if (rc < 0) {
+	if (rc == 0 && d.args.iscsi_config) {
+		rc = iscsi_server_start(&d.loop, d.pool, d.args.iscsi_config,
+					&d.iscsi, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "cairnd: %s\n", err);
+			d.iscsi = NULL;
+			d.exit_code = 1;
+			cairnd_stop(&d);
+		}
+	}
+	if (rc == 0 && !d.stopping && cairnd_start_vhost(&d) < 0) {
+		d.exit_code = 1;
+		cairnd_stop(&d);
+	}
+	if (rc < 0 && !d.stopping) {
 		fprintf(stderr, "cairnd: %s\n", err);
 		d.nbd = NULL;
 		d.exit_code = 1;
 		cairnd_stop(&d);
-	} else {
+	} else if (!d.stopping) {
 		uv_signal_start(&d.sigint, cairnd_signal, SIGINT);
 		uv_signal_start(&d.sigterm, cairnd_signal, SIGTERM);
 		if (d.args.ready_file && (rc = cairnd_write_ready(&d)) < 0) {

@@ -7,6 +7,11 @@
 # Once cairnd is ready, build/demo/demo.env holds KEY=VALUE lines saying what
 # is served and where. Ctrl-C or SIGTERM stops cairnd cleanly, removes
 # demo.env and exits 0. CAIRN_DEMO_PORT overrides the NBD port (10809).
+#
+# The vdisk is also exported over iSCSI (docs/iscsi.md) as LUN 0 of
+# ISCSI_TARGET, with CHAP on: a random secret is generated into
+# build/demo/iscsi-chap-secret each run. CAIRN_DEMO_ISCSI_PORT overrides the
+# portal's port (3260).
 set -euo pipefail
 
 if (($# != 1)); then
@@ -29,6 +34,9 @@ CAIRND=$BUILD/bin/cairnd
 PIDFILE=$DEMO/cairnd.pid
 LOG=$DEMO/cairnd.log
 ENV=$DEMO/demo.env
+ISCSI_PORT=${CAIRN_DEMO_ISCSI_PORT:-3260}
+ISCSI_TARGET=iqn.2026-11.org.cairn:demo
+ISCSI_USER=demo
 READY_TIMEOUT=60 # seconds for cairnd to open its pool and listen
 STOP_TIMEOUT=30  # seconds for cairnd to stop after SIGTERM
 
@@ -76,6 +84,20 @@ truncate -s 2G "$DEMO/disk0.img" "$DEMO/disk1.img"
 "$SDS" vdisk create "$DEMO/pool" "$EXPORT" 1G >>"$LOG" 2>&1 ||
 	{ tail -n 20 "$LOG" >&2; echo "demo: cairn-sds vdisk create failed" >&2; exit 1; }
 
+# iSCSI with CHAP: a fresh random 24-character secret (letters and digits,
+# so it needs no escaping in the iscsi:// URL), readable by the owner only.
+ISCSI_SECRET=$(head -c 256 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 24)
+((${#ISCSI_SECRET} == 24)) || { echo "demo: cannot make a CHAP secret" >&2; exit 1; }
+(umask 077 && printf '%s\n' "$ISCSI_SECRET" >"$DEMO/iscsi-chap-secret" &&
+	cat >"$DEMO/iscsi.json" <<EOF
+{"portal": "$HOST:$ISCSI_PORT",
+ "targets": [{"name": "$ISCSI_TARGET", "alias": "cairn-demo",
+              "luns": {"0": "$EXPORT"}, "initiators": ["*"],
+              "chap": {"user": "$ISCSI_USER", "secret": "$ISCSI_SECRET"}}]}
+EOF
+)
+ISCSI_URL=iscsi://$ISCSI_USER%$ISCSI_SECRET@$HOST:$ISCSI_PORT/$ISCSI_TARGET/0
+
 pid=
 stopping=0
 # Ctrl-C / SIGTERM: forward SIGTERM to cairnd, wait for it, clean up, exit 0.
@@ -108,6 +130,7 @@ trap on_exit EXIT
 
 echo "demo: starting cairnd (log: $DEMO/cairnd.log)"
 "$CAIRND" --data "$DEMO/pool" --nbd "$HOST:$PORT" --default-export "$EXPORT" \
+	--iscsi-config "$DEMO/iscsi.json" \
 	--ready-file "$DEMO/ready" </dev/null >>"$LOG" 2>&1 &
 pid=$!
 echo "$pid" >"$PIDFILE"
@@ -139,7 +162,11 @@ NBD_EXPORT=$EXPORT
 POOL_DIR=$ROOT/$DEMO/pool
 CAIRND_PID=$pid
 LOG=$ROOT/$LOG
+ISCSI_PORTAL=$HOST:$ISCSI_PORT
+ISCSI_TARGET=$ISCSI_TARGET
+ISCSI_URL=$ISCSI_URL
 EOF
+chmod 600 "$ENV.tmp"
 mv "$ENV.tmp" "$ENV"
 
 cat <<EOF
@@ -149,6 +176,10 @@ disk1.img, served over NBD at
 
     $URI
 
+and over iSCSI (CHAP user "$ISCSI_USER", secret in $DEMO/iscsi-chap-secret) at
+
+    portal $HOST:$ISCSI_PORT, target $ISCSI_TARGET, LUN 0
+
 For scripts: $DEMO/demo.env (KEY=VALUE). cairnd's log: $DEMO/cairnd.log
 
 Try, from another terminal:
@@ -157,6 +188,8 @@ Try, from another terminal:
     nbdcopy $URI - | head -c 64 | od -c
     fio --name=demo --ioengine=nbd --uri=$URI \\
         --rw=randrw --bs=4k --iodepth=32 --size=256M --runtime=10 --time_based
+    (. $DEMO/demo.env; iscsi-inq "\$ISCSI_URL")
+    (. $DEMO/demo.env; qemu-img info "\$ISCSI_URL")
 
 Ctrl-C to stop.
 EOF

@@ -35,7 +35,7 @@ enum vm_firmware { VM_FW_SEABIOS, VM_FW_OVMF };
 
 struct vm_disk {
 	char *vhost_socket; /* a Cairn vdisk (cairnd --vhost-blk), or */
-	char *file;         /* a raw file (tests) */
+	char *file;	    /* a raw file (tests) */
 	bool readonly;
 };
 
@@ -52,7 +52,7 @@ struct vm_def {
 	uint64_t memory_mib;
 	enum vm_boot boot;
 	char *kernel, *initrd, *cmdline; /* VM_BOOT_KERNEL */
-	enum vm_firmware firmware;       /* VM_BOOT_DISK */
+	enum vm_firmware firmware;	 /* VM_BOOT_DISK */
 	struct vm_disk disks[VM_MAX_DISKS];
 	unsigned n_disks;
 	struct vm_nic nics[VM_MAX_NICS];
@@ -117,9 +117,9 @@ bool vm_state_has_process(enum vm_state s);
 struct vm_record {
 	struct vm_def def;
 	enum vm_state state;
-	int pid;            /* QEMU's, while vm_state_has_process() */
-	unsigned restarts;  /* automatic restarts since the last start request */
-	char reason[128];   /* why the last transition happened */
+	int pid;	   /* QEMU's, while vm_state_has_process() */
+	unsigned restarts; /* automatic restarts since the last start request */
+	char reason[128];  /* why the last transition happened */
 };
 
 /* Writes DIR/vms/NAME.json atomically (temp file, fsync, rename, fsync of
@@ -138,11 +138,11 @@ const char *hostd_accel_name(enum hostd_accel a);
 /* Where one VM's runtime files live (under DIR/run/NAME/). */
 struct vm_paths {
 	char dir[200];
-	char qmp[256];    /* QMP socket */
-	char serial[256]; /* serial console socket (vm.console) */
-	char console[256];/* console log */
+	char qmp[256];	   /* QMP socket */
+	char serial[256];  /* serial console socket (vm.console) */
+	char console[256]; /* console log */
 	char pidfile[256];
-	char qemu_log[256];/* QEMU's own stdout/stderr */
+	char qemu_log[256]; /* QEMU's own stdout/stderr */
 };
 /* Returns 0, or -ENAMETOOLONG (a unix socket path must fit 108 bytes). */
 int vm_paths_init(struct vm_paths *p, const char *state_dir, const char *name);
@@ -157,8 +157,13 @@ void qemu_argv_free(char **argv);
 
 /* ---- QMP framing (hypervisor/hostd/qmp.c) ---- */
 
-enum qmp_msg_kind { QMP_MSG_GREETING, QMP_MSG_RETURN, QMP_MSG_ERROR,
-		    QMP_MSG_EVENT, QMP_MSG_UNKNOWN };
+enum qmp_msg_kind {
+	QMP_MSG_GREETING,
+	QMP_MSG_RETURN,
+	QMP_MSG_ERROR,
+	QMP_MSG_EVENT,
+	QMP_MSG_UNKNOWN
+};
 
 /* Splits a byte stream into JSON lines. Partial lines are kept until the
  * rest arrives; a line longer than max_line is a protocol error. */
@@ -180,7 +185,7 @@ enum qmp_msg_kind qmp_msg_classify(const struct json_t *msg);
 struct hostd_accel_choice {
 	enum hostd_accel accel; /* KVM or TCG */
 	char reason[200];
-	double probe_ms;   /* the probe's run time, 0 if not probed */
+	double probe_ms; /* the probe's run time, 0 if not probed */
 };
 /* Runs the probe (mode AUTO) or takes the forced choice; with a cache path,
  * reuses a result saved for this boot. */
@@ -198,8 +203,8 @@ struct cgroup_ctx {
 void cgroup_detect(struct cgroup_ctx *c, const char *root);
 /* Creates cairn/NAME, sets the limits (0 = none), moves pid in. */
 int cgroup_vm_setup(const struct cgroup_ctx *c, const char *name,
-		    unsigned cpu_limit_pct, uint64_t memory_limit_mib,
-		    int pid, char *err, size_t errlen);
+		    unsigned cpu_limit_pct, uint64_t memory_limit_mib, int pid,
+		    char *err, size_t errlen);
 int cgroup_vm_remove(const struct cgroup_ctx *c, const char *name);
 
 /* ---- networking (hypervisor/hostd/net.c) ---- */
@@ -214,8 +219,8 @@ struct hostd_config {
 	const char *state_dir;
 	const char *socket_path;
 	enum hostd_accel accel;
-	const char *bridge;       /* default bridge for NICs naming none */
-	const char *qemu_bin;     /* default qemu-system-x86_64 */
+	const char *bridge;	  /* default bridge for NICs naming none */
+	const char *qemu_bin;	  /* default qemu-system-x86_64 */
 	const char *cgroup_root;  /* default /sys/fs/cgroup */
 	unsigned stop_timeout_ms; /* ACPI powerdown grace, default 30 s */
 };

@@ -10,6 +10,7 @@
 #ifndef CAIRN_VHOST_H
 #define CAIRN_VHOST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -23,11 +24,18 @@ struct vhost_blk_opts {
 	const char *socket_path; /* created (a stale socket is replaced) */
 	const char *vdisk;	 /* name; a snapshot is served read-only */
 	unsigned num_queues;	 /* offered queues; 0 = default */
+	/* Acknowledge writes before they are durable (a volatile write
+	 * cache: the guest's FLUSH makes them durable). The default is
+	 * write-through: every write, write-zeroes and discard is durable
+	 * when the guest sees it complete, so a back end killed and
+	 * restarted under a running guest loses nothing it acknowledged. */
+	bool writeback;
 };
 
 /* Opens the vdisk, binds and listens. Returns 0, or -errno with a message
- * in err. One front end at a time; a second connection is refused while
- * the first lives. */
+ * in err. One front end at a time: a second connection is refused while
+ * the first lives; one that arrives after the first peer hung up (a
+ * reconnect) is served once the old connection is closed. */
 int vhost_blk_start(uv_loop_t *loop, struct sds_pool *pool,
 		    const struct vhost_blk_opts *opts, struct vhost_blk **out,
 		    char *err, size_t errlen);

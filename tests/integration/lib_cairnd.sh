@@ -107,6 +107,8 @@ cairnd_start() {
 	NBD_PORT=$(sed -n 's/^nbd=.*:\([0-9]*\)$/\1/p' "$ready")
 	[[ -n $NBD_PORT ]] || fail "no port in $ready: $(cat "$ready")"
 	NBD_URI=nbd://127.0.0.1:$NBD_PORT
+	# With --iscsi-config: the portal's port (empty without).
+	ISCSI_PORT=$(sed -n 's/^iscsi=.*:\([0-9]*\)$/\1/p' "$ready")
 }
 
 cairnd_alive() {
@@ -144,4 +146,22 @@ pool_used() {
 pool_check() {
 	"$SDS" pool check "$1" --deep >"$T/check.out" 2>&1 ||
 		{ cat "$T/check.out" >&2; fail "cairn-sds pool check $1"; }
+}
+
+# iscsi_config FILE IQN VDISK [USER SECRET [MUSER MSECRET]]: an iSCSI
+# configuration (docs/iscsi.md) with one target on 127.0.0.1, port 0, LUN 0
+# = VDISK, any initiator; CHAP when USER is given, mutual with MUSER.
+iscsi_config() {
+	local f=$1 iqn=$2 vd=$3 chap=
+	if (($# >= 5)); then
+		chap=", \"chap\": {\"user\": \"$4\", \"secret\": \"$5\""
+		if (($# >= 7)); then
+			chap+=", \"mutual_user\": \"$6\", \"mutual_secret\": \"$7\""
+		fi
+		chap+="}"
+	fi
+	cat >"$f" <<EOF
+{"portal": "127.0.0.1:0",
+ "targets": [{"name": "$iqn", "luns": {"0": "$vd"}, "initiators": ["*"]$chap}]}
+EOF
 }
