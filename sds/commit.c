@@ -315,11 +315,6 @@ void sds_commit_wait(struct sds_pool *p, struct sds_req *r)
 		sds_commit__start(p);
 }
 
-bool sds_commit_busy(struct sds_pool *p)
-{
-	return p->committing || p->dirty;
-}
-
 static void sds_commit__tick(uv_timer_t *t)
 {
 	struct sds_pool *p = t->data;

@@ -236,7 +236,6 @@ struct sds_vdisk {
 };
 
 struct sds_vd *sds_vd_find(struct sds_pool *p, const char *name);
-struct sds_vd *sds_vd_by_id(struct sds_pool *p, uint64_t id);
 void sds_vd_map_set(struct sds_pool *p, struct sds_vd *vd, uint64_t vb,
 		    uint64_t eid);
 /* Unmaps blocks [b0, b1): whole slots drop their extent reference. */
@@ -312,7 +311,6 @@ void sds_commit_request(struct sds_pool *p);
 void sds_commit_wait(struct sds_pool *p, struct sds_req *r);
 int sds_commit_init(struct sds_pool *p);
 void sds_commit_mark(struct sds_pool *p); /* something became dirty */
-bool sds_commit_busy(struct sds_pool *p);
 
 /* ---- the pool (pool.c) ------------------------------------------------- */
 struct sds_pool {

@@ -37,15 +37,6 @@ struct sds_vd *sds_vd_find(struct sds_pool *p, const char *name)
 	return NULL;
 }
 
-struct sds_vd *sds_vd_by_id(struct sds_pool *p, uint64_t id)
-{
-	struct sds_vd *vd;
-	TAILQ_FOREACH(vd, &p->vds, link)
-		if (vd->id == id)
-			return vd;
-	return NULL;
-}
-
 void sds_vd_map_set(struct sds_pool *p, struct sds_vd *vd, uint64_t vb,
 		    uint64_t eid)
 {
