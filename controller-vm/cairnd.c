@@ -6,6 +6,7 @@
  * it (include/cairn/sds.h, include/cairn/nbd.h). */
 #include <cairn/iscsi.h>
 #include <cairn/nbd.h>
+#include <cairn/node.h>
 #include <cairn/sds.h>
 #include <cairn/vhost.h>
 #include <errno.h>
@@ -37,6 +38,8 @@ struct cairnd_args {
 	const char *vhost_name[CAIRND_MAX_VHOST];
 	const char *vhost_path[CAIRND_MAX_VHOST];
 	unsigned nvhost;
+	/* cluster membership (--state and friends; docs/cluster.md) */
+	struct node_config node;
 };
 
 struct cairnd {
@@ -45,6 +48,7 @@ struct cairnd {
 	struct sds_pool *pool;
 	struct nbd_server *nbd;
 	struct iscsi_server *iscsi;
+	struct cairn_node *node;
 	struct vhost_blk *vhost[CAIRND_MAX_VHOST];
 	unsigned vhost_open;
 	uv_signal_t sigint, sigterm;
@@ -78,6 +82,15 @@ static void cairnd_usage(FILE *f)
 		"vhost-user-blk\n"
 		"                         back end on unix socket PATH "
 		"(repeatable)\n"
+		"  --state DIR            this node's cluster state (created "
+		"with\n"
+		"                         --cluster-create NAME, or --join URL "
+		"--token T;\n"
+		"                         a new node also needs --name, --raft "
+		"IP:PORT,\n"
+		"                         --api HOST:PORT, optionally --domain "
+		"N); the\n"
+		"                         ready file gets \"api=HOST:PORT\"\n"
 		"  --iscsi-config FILE    also serve the iSCSI targets of FILE "
 		"(docs/iscsi.md);\n"
 		"                         the ready file gets "
@@ -136,6 +149,14 @@ static int cairnd_parse_args(int argc, char **argv, struct cairnd_args *a)
 		OPT_READY,
 		OPT_ISCSI,
 		OPT_VHOST,
+		OPT_STATE,
+		OPT_CREATE,
+		OPT_JOIN,
+		OPT_TOKEN,
+		OPT_NAME,
+		OPT_RAFT,
+		OPT_API,
+		OPT_DOMAIN,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -147,6 +168,14 @@ static int cairnd_parse_args(int argc, char **argv, struct cairnd_args *a)
 	    {"ready-file", required_argument, NULL, OPT_READY},
 	    {"iscsi-config", required_argument, NULL, OPT_ISCSI},
 	    {"vhost-blk", required_argument, NULL, OPT_VHOST},
+	    {"state", required_argument, NULL, OPT_STATE},
+	    {"cluster-create", required_argument, NULL, OPT_CREATE},
+	    {"join", required_argument, NULL, OPT_JOIN},
+	    {"token", required_argument, NULL, OPT_TOKEN},
+	    {"name", required_argument, NULL, OPT_NAME},
+	    {"raft", required_argument, NULL, OPT_RAFT},
+	    {"api", required_argument, NULL, OPT_API},
+	    {"domain", required_argument, NULL, OPT_DOMAIN},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -205,6 +234,37 @@ static int cairnd_parse_args(int argc, char **argv, struct cairnd_args *a)
 			a->vhost_path[a->nvhost++] = eq + 1;
 			break;
 		}
+		case OPT_STATE:
+			a->node.state_dir = optarg;
+			break;
+		case OPT_CREATE:
+			a->node.create_cluster = optarg;
+			break;
+		case OPT_JOIN:
+			a->node.join_url = optarg;
+			break;
+		case OPT_TOKEN:
+			a->node.join_token = optarg;
+			break;
+		case OPT_NAME:
+			a->node.name = optarg;
+			break;
+		case OPT_RAFT:
+			a->node.raft_address = optarg;
+			break;
+		case OPT_API:
+			a->node.api_address = optarg;
+			break;
+		case OPT_DOMAIN: {
+			unsigned long dom;
+			if (cairnd_parse_uint(optarg, UINT32_MAX, &dom)) {
+				fprintf(stderr, "cairnd: bad --domain '%s'\n",
+					optarg);
+				return 2;
+			}
+			a->node.domain = (uint32_t)dom;
+			break;
+		}
 		case OPT_HELP:
 			cairnd_usage(stdout);
 			return -1;
@@ -249,6 +309,10 @@ static int cairnd_write_ready(struct cairnd *d)
 	fprintf(f, "nbd=%s%s%s:%u\npid=%ld\n", v6 ? "[" : "", d->args.nbd_host,
 		v6 ? "]" : "", (unsigned)nbd_server_port(d->nbd),
 		(long)getpid());
+	if (d->node)
+		fprintf(f, "api=%s\n", d->args.node.api_address
+					       ? d->args.node.api_address
+					       : "");
 	if (d->iscsi) {
 		const char *ih = iscsi_server_host(d->iscsi);
 		bool i6 = strchr(ih, ':') != NULL;
@@ -329,6 +393,15 @@ static int cairnd_start_vhost(struct cairnd *d)
 	return 0;
 }
 
+/* The cluster node is gone: stop the rest. */
+static void cairnd_node_stopped(void *arg)
+{
+	struct cairnd *d = arg;
+	d->node = NULL;
+	d->stopping = false;
+	cairnd_stop(d);
+}
+
 static void cairnd_stop(struct cairnd *d)
 {
 	if (d->stopping)
@@ -336,6 +409,11 @@ static void cairnd_stop(struct cairnd *d)
 	d->stopping = true;
 	if (d->args.ready_file)
 		unlink(d->args.ready_file);
+	/* The cluster node first: its API answers from the cluster. */
+	if (d->node) {
+		node_stop(d->node, cairnd_node_stopped, d);
+		return;
+	}
 	/* vhost-user back ends first (they hold vdisk handles); the rest
 	 * follows from cairnd_vhost_closed. */
 	if (d->vhost_open) {
@@ -418,6 +496,17 @@ int main(int argc, char **argv)
 	if (rc == 0 && !d.stopping && cairnd_start_vhost(&d) < 0) {
 		d.exit_code = 1;
 		cairnd_stop(&d);
+	}
+	if (rc == 0 && !d.stopping && d.args.node.state_dir) {
+		rc = node_start(&d.loop, &d.args.node, &d.node, err,
+				sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "cairnd: cluster: %s\n", err);
+			d.node = NULL;
+			d.exit_code = 1;
+			rc = 0; /* reported; stop the rest in order */
+			cairnd_stop(&d);
+		}
 	}
 	if (rc < 0 && !d.stopping) {
 		fprintf(stderr, "cairnd: %s\n", err);
