@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "size.h"
+
 static bool opt_json;
 
 struct buf {
@@ -258,39 +260,12 @@ static long long parse_ll(const char *s, const char *what)
 /* 4096, 512K, 10G, 1T (binary units). */
 static long long parse_size(const char *s)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
-		usage_error("bad size '%s'", s);
-	int shift = 0;
-	switch (*end) {
-	case 0:
-		break;
-	case 'k':
-	case 'K':
-		shift = 10;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		break;
-	case 't':
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		usage_error("bad size '%s' (use K, M, G or T)", s);
-	}
-	if (*end && end[1])
-		usage_error("bad size '%s' (use K, M, G or T)", s);
-	if (v > (1ULL << 62) >> shift)
+	uint64_t v;
+	if (size_parse(s, &v) < 0)
+		usage_error("bad size '%s' (a number, then K, M, G or T)", s);
+	if (v > (1ULL << 62))
 		usage_error("size '%s' too large", s);
-	return (long long)(v << shift);
+	return (long long)v;
 }
 
 /* ---- commands ---- */

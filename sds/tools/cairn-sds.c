@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "size.h"
 #include "util.h"
 
 #define TOOL_EXIT_ERR 1
@@ -66,48 +67,6 @@ static int tool_fail(const char *fmt, ...)
 	return TOOL_EXIT_ERR;
 }
 
-/* "4096", "512M", "1G", "2T" (binary multiples); -EINVAL otherwise. */
-static int tool_parse_size(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-	const char *p = s;
-	if (*p < '0' || *p > '9')
-		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-			return -EINVAL;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	unsigned shift = 0;
-	switch (*p) {
-	case '\0':
-		break;
-	case 'k':
-	case 'K':
-		shift = 10;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		break;
-	case 't':
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (shift && p[1] != '\0')
-		return -EINVAL;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = v << shift;
-	return 0;
-}
 
 /* ---- arguments ---- */
 
@@ -318,7 +277,7 @@ static int tool_format(int argc, char **argv)
 			const char *colon = strrchr(arg, ':');
 			uint64_t sz = 0;
 			size_t plen = strlen(arg);
-			if (colon && tool_parse_size(colon + 1, &sz) == 0)
+			if (colon && size_parse(colon + 1, &sz) == 0)
 				plen = (size_t)(colon - arg);
 			if (plen == 0) {
 				rc = tool_usage("--disk: empty path in '%s'",
@@ -371,7 +330,7 @@ static int tool_vdisk_create(int argc, char **argv)
 	if (rc)
 		return rc;
 	uint64_t size;
-	if (tool_parse_size(a.pos[2], &size) < 0)
+	if (size_parse(a.pos[2], &size) < 0)
 		return tool_usage("bad SIZE '%s'", a.pos[2]);
 	uint32_t sector = 512;
 	if (a.sector) {
@@ -410,7 +369,7 @@ static int tool_vdisk_resize(int argc, char **argv)
 	if (rc)
 		return rc;
 	uint64_t size;
-	if (tool_parse_size(a.pos[2], &size) < 0)
+	if (size_parse(a.pos[2], &size) < 0)
 		return tool_usage("bad SIZE '%s'", a.pos[2]);
 	struct tool t;
 	if ((rc = tool_open(&t, a.pos[0])))
