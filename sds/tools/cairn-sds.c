@@ -379,7 +379,11 @@ static int tool_vdisk_resize(int argc, char **argv)
 	return tool_close(&t, rc);
 }
 
-static int tool_vdisk_snapshot(int argc, char **argv)
+/* snapshot and clone: both make NAME from SRC, metadata only. */
+static int tool_vdisk_derive(int argc, char **argv,
+			     int (*fn)(struct sds_pool *, const char *,
+				       const char *),
+			     const char *what)
 {
 	struct tool_args a;
 	int rc = tool_parse(argc, argv, 3, 0, &a);
@@ -388,23 +392,19 @@ static int tool_vdisk_snapshot(int argc, char **argv)
 	struct tool t;
 	if ((rc = tool_open(&t, a.pos[0])))
 		return rc;
-	rc = tool_check(&t, sds_vdisk_snapshot(t.pool, a.pos[1], a.pos[2]),
-			"vdisk snapshot");
+	rc = tool_check(&t, fn(t.pool, a.pos[1], a.pos[2]), what);
 	return tool_close(&t, rc);
+}
+
+static int tool_vdisk_snapshot(int argc, char **argv)
+{
+	return tool_vdisk_derive(argc, argv, sds_vdisk_snapshot,
+				 "vdisk snapshot");
 }
 
 static int tool_vdisk_clone(int argc, char **argv)
 {
-	struct tool_args a;
-	int rc = tool_parse(argc, argv, 3, 0, &a);
-	if (rc)
-		return rc;
-	struct tool t;
-	if ((rc = tool_open(&t, a.pos[0])))
-		return rc;
-	rc = tool_check(&t, sds_vdisk_clone(t.pool, a.pos[1], a.pos[2]),
-			"vdisk clone");
-	return tool_close(&t, rc);
+	return tool_vdisk_derive(argc, argv, sds_vdisk_clone, "vdisk clone");
 }
 
 static int tool_vdisk_list(int argc, char **argv)
