@@ -41,39 +41,22 @@ struct api_admin {
 	bool must_change;
 };
 
-struct api_token {
-	char id[24];
-	unsigned char hash[32]; /* SHA-256 of the secret */
-	enum api_role role;
-	int64_t created, expires; /* unix seconds; expires 0 = never */
-	char name[64];
-};
-
-struct api_tokens {
-	struct api_token *v;
-	size_t n;
-	uint64_t next_id;
-};
-
 /* PBKDF2-HMAC-SHA256; slow on purpose: call it off the loop. */
 int api_pw_derive(const char *pw, const unsigned char salt[16], unsigned iter,
 		  unsigned char out[32]);
 int api_pw_new(const char *pw, unsigned iter, struct api_pwhash *out);
 bool api_pw_check(const struct api_pwhash *h, const char *pw);
+/* {"salt", "hash", "iterations"}: what auth.password carries. */
+json_t *api_pwhash_json(const struct api_pwhash *h);
 
-int api_admin_load(const char *dir, struct api_admin *a);
-int api_admin_store(const char *dir, const struct api_admin *a);
+/* The admin account from a map's secrets: 0, -ENOENT (none yet) or
+ * -EINVAL (damaged: nobody logs in). */
+int api_admin_from_map(const json_t *map, struct api_admin *a);
 
-int api_tokens_load(const char *dir, struct api_tokens *t);
-int api_tokens_store(const char *dir, const struct api_tokens *t);
-void api_tokens_free(struct api_tokens *t);
-/* Creates a token; the secret (shown once) goes to secret_out. */
-int api_tokens_add(struct api_tokens *t, enum api_role role, int64_t now,
-		   int64_t expires, const char *name, char *secret_out,
-		   size_t len, struct api_token **out);
-const struct api_token *api_tokens_find(const struct api_tokens *t,
-					const char *secret);
-int api_tokens_remove(struct api_tokens *t, const char *id);
+/* A new token secret (shown once) and the hex SHA-256 the map keeps. */
+int api_token_new(char *secret_out, size_t len, char hash_hex[65]);
+/* The map's token entry whose hash matches `secret`, or NULL. */
+const json_t *api_token_lookup(const json_t *map, const char *secret);
 
 /* Random printable password of len-1 characters. */
 int api_random_password(char *out, size_t len);
@@ -135,11 +118,10 @@ struct api_server {
 	int port;
 	struct api_fwd *fwd; /* NULL: answer 307 instead of forwarding */
 
-	struct api_admin admin;
-	bool admin_ok; /* admin file present */
-	struct api_tokens tokens;
 	struct api_tasks tasks;
-	/* A verified Basic password, so that PBKDF2 runs once per TTL. */
+	/* A verified Basic password, so that PBKDF2 runs once per TTL; the
+	 * digest covers the stored hash too, so a password changed through
+	 * any node invalidates it. */
 	unsigned char cache_key[32], cache_digest[32];
 	time_t cache_until;
 
@@ -171,6 +153,8 @@ struct api_call {
 	struct api_pwhash pwh;
 	int work_rc;
 	bool work_ok;
+	char op_id[72]; /* the client's Idempotency-Key, or "" */
+	char token_hash[65]; /* tokens POST: the hash this call made */
 	void (*work_done)(struct api_call *);
 	struct api_task *task;
 };
@@ -208,6 +192,10 @@ void api_call_hash(struct api_call *call, bool verify,
 void api_call_free(struct api_call *call);
 void api_metrics(struct api_server *srv, struct api_call *call);
 void api_auth_cache_set(struct api_server *srv, const char *pw);
+/* The admin account as this node's map has it (see api_admin_from_map). */
+int api_admin_get(struct api_server *srv, struct api_admin *a);
+/* Adds the call's Idempotency-Key to an operation as "op_id". */
+void api_op_id(struct api_call *call, json_t *op);
 void api_auth_cache_clear(struct api_server *srv);
 
 extern const char api_openapi_json[];

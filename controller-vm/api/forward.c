@@ -278,6 +278,16 @@ int api_fwd_start(struct api_fwd *f, struct api_call *call, const char *leader)
 			 (int)(v.len < 512 ? v.len : 512), v.base);
 		r->hdrs = curl_slist_append(r->hdrs, line);
 	}
+	/* The client's idempotency key goes with it: the leader's map
+	 * deduplicates a retry that reaches it through another node. */
+	i = h2o_find_header_by_str(&req->headers,
+				   H2O_STRLIT("idempotency-key"), -1);
+	if (i >= 0) {
+		h2o_iovec_t v = req->headers.entries[i].value;
+		snprintf(line, sizeof(line), "Idempotency-Key: %.*s",
+			 (int)(v.len < 128 ? v.len : 128), v.base);
+		r->hdrs = curl_slist_append(r->hdrs, line);
+	}
 	r->hdrs = curl_slist_append(r->hdrs, "X-Cairn-Forwarded: 1");
 	r->hdrs = curl_slist_append(r->hdrs, "Content-Type: application/json");
 	r->hdrs = curl_slist_append(r->hdrs, "Expect:");

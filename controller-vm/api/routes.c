@@ -123,6 +123,7 @@ static void submit(struct api_call *call, json_t *op,
 	o->call = call;
 	o->done = done;
 	call->srv->nops++;
+	api_op_id(call, op);
 	cluster_submit(call->srv->cluster, op, op_cb, o);
 	json_decref(op);
 }
@@ -243,11 +244,8 @@ static void h_node_delete(struct api_call *call)
 	struct api_task *t =
 	    api_task_new(&srv->tasks, "node.remove", time(NULL));
 	struct task_ctx *tc = malloc(sizeof(*tc));
-	json_t *op =
-	    json_pack("{s:s, s:I}", "op", "node.remove", "id", (json_int_t)id);
-	if (!t || !tc || !op) {
+	if (!t || !tc) {
 		free(tc);
-		json_decref(op);
 		if (t) {
 			t->state = API_TASK_FAILED;
 			snprintf(t->error, sizeof(t->error), "out of memory");
@@ -260,8 +258,8 @@ static void h_node_delete(struct api_call *call)
 	tc->id = t->id;
 	srv->nops++;
 	json_t *tj = api_task_json(t);
-	cluster_submit(srv->cluster, op, task_cb, tc);
-	json_decref(op);
+	cluster_remove_node(srv->cluster, (uint64_t)id,
+			    call->op_id[0] ? call->op_id : NULL, task_cb, tc);
 	if (call->req) {
 		char loc[64];
 		int n =
@@ -431,16 +429,18 @@ static void h_vdisk_delete(struct api_call *call)
 
 /* ---- tasks ---- */
 
-/* Tasks live on the leader that started them: a follower asks it. */
+/* Tasks live on the node that started them (the leader then): this node's
+ * own first (a leader that handed over its leadership, or left, still
+ * answers for its tasks), else the leader's. */
 static void h_task_get(struct api_call *call)
 {
 	char *end;
-	if (!leader_or_redirect(call))
-		return;
 	unsigned long long id = strtoull(call->param, &end, 10);
 	struct api_task *t = NULL;
 	if (!*end && call->param[0] >= '0' && call->param[0] <= '9')
 		t = api_task_find(&call->srv->tasks, id);
+	if (!t && !leader_or_redirect(call))
+		return;
 	if (!t) {
 		api_reply_error(call, 404, "not_found", "no task '%s'",
 				call->param);
@@ -451,24 +451,25 @@ static void h_task_get(struct api_call *call)
 
 /* ---- the admin password ---- */
 
+static void password_changed(struct api_call *call, json_t *result)
+{
+	(void)result;
+	api_auth_cache_set(call->srv, call->pw);
+	api_reply(call, 200, json_pack("{s:b}", "changed", 1));
+}
+
+/* The new hash goes to every node through the map (forwarded to the
+ * leader on a follower, which checks the caller's password again). */
 static void password_hashed(struct api_call *call)
 {
-	struct api_server *srv = call->srv;
 	if (call->work_rc) {
 		api_reply_error(call, 500, "internal", "hashing failed");
 		return;
 	}
-	struct api_admin a = {.pw = call->pwh, .must_change = false};
-	int rc = api_admin_store(srv->state_dir, &a);
-	if (rc) {
-		api_reply_error(call, 500, "internal",
-				"cannot store the password: %s", strerror(-rc));
-		return;
-	}
-	srv->admin = a;
-	srv->admin_ok = true;
-	api_auth_cache_set(srv, call->pw);
-	api_reply(call, 200, json_pack("{s:b}", "changed", 1));
+	json_t *op = api_pwhash_json(&call->pwh);
+	if (op)
+		json_object_set_new(op, "op", json_string("auth.password"));
+	submit(call, op, password_changed);
 }
 
 static void h_password_post(struct api_call *call)
@@ -506,19 +507,52 @@ static void h_password_post(struct api_call *call)
 
 /* ---- tokens ---- */
 
-static json_t *token_json(const struct api_token *t)
+/* A token as the API shows it: never its hash. */
+static json_t *token_json(const json_t *t)
 {
-	return json_pack("{s:s, s:s, s:s, s:I, s:o}", "id", t->id, "name",
-			 t->name, "role", api_role_name(t->role), "created",
-			 (json_int_t)t->created, "expires",
-			 t->expires ? json_integer(t->expires) : json_null());
+	json_int_t exp = json_integer_value(json_object_get(t, "expires"));
+	return json_pack("{s:s, s:s, s:s, s:I, s:o}", "id",
+			 json_string_value(json_object_get(t, "id")) ?: "",
+			 "name",
+			 json_string_value(json_object_get(t, "name")) ?: "",
+			 "role",
+			 json_string_value(json_object_get(t, "role")) ?: "",
+			 "created",
+			 json_integer_value(json_object_get(t, "created")),
+			 "expires", exp ? json_integer(exp) : json_null());
+}
+
+static void token_added(struct api_call *call, json_t *result)
+{
+	const char *hash = json_string_value(json_object_get(result, "hash"));
+	if (!hash || strcmp(hash, call->token_hash)) {
+		/* A retry of a create that was applied: its secret was shown
+		 * once, and only its hash was kept. */
+		api_reply_error(call, 409, "exists",
+				"this Idempotency-Key already created token "
+				"'%s'; its secret was shown only once (revoke "
+				"it and create another)",
+				json_string_value(json_object_get(result, "id"))
+				    ?: "");
+		return;
+	}
+	json_t *j;
+	const json_t *t = json_object_get(
+	    json_object_get(json_object_get(cluster_local_map(call->srv->cluster),
+					    "secrets"),
+			    "api_tokens"),
+	    json_string_value(json_object_get(result, "id")) ?: "");
+	j = t ? token_json(t)
+	      : json_pack("{s:O}", "id", json_object_get(result, "id"));
+	json_object_set_new(j, "token", json_string(call->pw));
+	OPENSSL_cleanse(call->pw, sizeof(call->pw));
+	api_reply(call, 201, j);
 }
 
 static void h_tokens_post(struct api_call *call)
 {
 	static const char *const fields[] = {"role", "expires_in", "name",
 					     NULL};
-	struct api_server *srv = call->srv;
 	enum api_role role;
 	json_int_t ttl = 0;
 	if (!only_fields(call, fields))
@@ -543,69 +577,51 @@ static void h_tokens_post(struct api_call *call)
 				"characters");
 		return;
 	}
-	char secret[64];
-	struct api_token *t;
+	/* The secret waits in call->pw (cleansed with the call). */
+	if (api_token_new(call->pw, sizeof(call->pw), call->token_hash)) {
+		api_reply_error(call, 500, "internal", "no randomness");
+		return;
+	}
 	int64_t now = time(NULL);
-	int rc =
-	    api_tokens_add(&srv->tokens, role, now, ttl ? now + ttl : 0,
-			   json_string_value(nv), secret, sizeof(secret), &t);
-	if (rc) {
-		api_reply_error(call, rc == -ENOSPC ? 409 : 500, "tokens",
-				"cannot create a token: %s", strerror(-rc));
-		return;
-	}
-	json_t *j = token_json(t);
-	char id[sizeof(t->id)];
-	snprintf(id, sizeof(id), "%s", t->id);
-	if ((rc = api_tokens_store(srv->state_dir, &srv->tokens))) {
-		api_tokens_remove(&srv->tokens, id);
-		json_decref(j);
-		api_reply_error(call, 500, "internal",
-				"cannot store the token: %s", strerror(-rc));
-		return;
-	}
-	json_object_set_new(j, "token", json_string(secret));
-	OPENSSL_cleanse(secret, sizeof(secret));
-	api_reply(call, 201, j);
+	submit(call,
+	       json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "op",
+			 "auth.token.add", "hash", call->token_hash, "role",
+			 api_role_name(role), "created", (json_int_t)now,
+			 "expires", (json_int_t)(ttl ? now + ttl : 0), "name",
+			 json_string_value(nv) ?: ""),
+	       token_added);
+}
+
+/* After the read barrier this node's map is current: list from it. */
+static void tokens_got(struct api_call *call, json_t *map)
+{
+	(void)map;
+	json_t *a = json_array(), *t;
+	const char *k;
+	json_object_foreach(
+	    json_object_get(json_object_get(cluster_local_map(call->srv->cluster),
+					    "secrets"),
+			    "api_tokens"),
+	    k, t) json_array_append_new(a, token_json(t));
+	api_reply(call, 200, json_pack("{s:o}", "tokens", a));
 }
 
 static void h_tokens_get(struct api_call *call)
 {
-	json_t *a = json_array();
-	for (size_t i = 0; i < call->srv->tokens.n; i++)
-		json_array_append_new(a, token_json(&call->srv->tokens.v[i]));
-	api_reply(call, 200, json_pack("{s:o}", "tokens", a));
+	read_map(call, tokens_got);
 }
 
 static void h_token_delete(struct api_call *call)
 {
-	struct api_server *srv = call->srv;
-	struct api_tokens *ts = &srv->tokens;
-	struct api_token saved;
-	size_t i;
-	for (i = 0; i < ts->n && strcmp(ts->v[i].id, call->param); i++)
-		;
-	if (i == ts->n) {
+	if (strlen(call->param) > 23) {
 		api_reply_error(call, 404, "not_found", "no token '%s'",
 				call->param);
 		return;
 	}
-	saved = ts->v[i];
-	api_tokens_remove(ts, call->param);
-	int rc = api_tokens_store(srv->state_dir, ts);
-	if (rc) {
-		/* Still valid on disk, so still valid here. */
-		struct api_token *v = realloc(ts->v, (ts->n + 1) * sizeof(*v));
-		if (v) {
-			ts->v = v;
-			v[ts->n++] = saved;
-		}
-		api_reply_error(call, 500, "internal",
-				"cannot store the token list: %s",
-				strerror(-rc));
-		return;
-	}
-	api_reply(call, 200, json_pack("{s:s}", "deleted", call->param));
+	submit(call,
+	       json_pack("{s:s, s:s}", "op", "auth.token.revoke", "id",
+			 call->param),
+	       deleted);
 }
 
 /* ---- metrics and the OpenAPI document ---- */

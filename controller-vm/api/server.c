@@ -62,6 +62,8 @@ static const char *reason(int status)
 		return "Method Not Allowed";
 	case 409:
 		return "Conflict";
+	case 410:
+		return "Gone";
 	case 503:
 		return "Service Unavailable";
 	default:
@@ -205,6 +207,12 @@ void api_reply_cluster_error(struct api_call *call, int status, const char *msg)
 	case -EEXIST:
 		api_reply_error(call, 409, "exists", "%s", m);
 		return;
+	case -EALREADY:
+		api_reply_error(call, 409, "already", "%s", m);
+		return;
+	case -EIDRM:
+		api_reply_error(call, 410, "node_removed", "%s", m);
+		return;
 	case -ENOSPC:
 		api_reply_error(call, 409, "cannot_satisfy", "%s", m);
 		return;
@@ -250,8 +258,16 @@ void api_call_hash(struct api_call *call, bool verify,
 	call->work.data = call;
 	call->work_ok = verify;
 	call->work_done = done;
-	if (verify)
-		call->pwh = call->srv->admin.pw;
+	if (verify) {
+		struct api_admin a;
+		if (api_admin_get(call->srv, &a)) {
+			call->work_rc = 0;
+			call->work_ok = false;
+			done(call);
+			return;
+		}
+		call->pwh = a.pw;
+	}
 	int rc =
 	    uv_queue_work(call->srv->loop, &call->work, hash_work, hash_after);
 	if (rc) {
@@ -263,12 +279,28 @@ void api_call_hash(struct api_call *call, bool verify,
 	call->srv->nwork++;
 }
 
+int api_admin_get(struct api_server *srv, struct api_admin *a)
+{
+	return api_admin_from_map(cluster_local_map(srv->cluster), a);
+}
+
+/* HMAC(key, stored hash || password): a cached check is void once the
+ * stored hash changes, whichever node changed it. */
 static void cache_digest(struct api_server *srv, const char *pw,
 			 unsigned char out[32])
 {
 	unsigned int n = 32;
-	HMAC(EVP_sha256(), srv->cache_key, sizeof(srv->cache_key),
-	     (const unsigned char *)pw, strlen(pw), out, &n);
+	struct api_admin a;
+	memset(&a, 0, sizeof(a));
+	api_admin_get(srv, &a);
+	unsigned char m[32 + API_MAX_PASSWORD + 1];
+	size_t pl = strnlen(pw, API_MAX_PASSWORD + 1);
+	memcpy(m, a.pw.hash, 32);
+	memcpy(m + 32, pw, pl);
+	if (!HMAC(EVP_sha256(), srv->cache_key, sizeof(srv->cache_key), m,
+		  32 + pl, out, &n))
+		RAND_bytes(out, 32); /* matches nothing */
+	OPENSSL_cleanse(m, sizeof(m));
 }
 
 void api_auth_cache_set(struct api_server *srv, const char *pw)
@@ -293,6 +325,58 @@ static bool auth_cache_hit(struct api_server *srv, const char *pw)
 }
 
 /* ---- the pipeline ---- */
+
+/* A follower that cannot accept the credentials (a password or a token
+ * the leader has and this node has not applied yet, or a password change
+ * it has not seen) hands the request to the leader, which decides. */
+static bool defer_to_leader(struct api_call *call)
+{
+	struct api_server *srv = call->srv;
+	h2o_req_t *req = call->req;
+	if (!req || !srv->fwd || cluster_is_leader(srv->cluster) ||
+	    h2o_find_header_by_str(&req->headers,
+				   H2O_STRLIT("x-cairn-forwarded"), -1) >= 0)
+		return false;
+	json_t *st = cluster_status(srv->cluster);
+	const char *l = json_string_value(json_object_get(st, "leader_api"));
+	bool ok = l && *l && !strpbrk(l, " \r\n/?#@") &&
+		  !api_fwd_start(srv->fwd, call, l);
+	json_decref(st);
+	return ok;
+}
+
+void api_op_id(struct api_call *call, json_t *op)
+{
+	if (call->op_id[0] && op)
+		json_object_set_new(op, "op_id", json_string(call->op_id));
+}
+
+/* Idempotency-Key: 1-64 characters of A-Z a-z 0-9 - _ . : (the map's
+ * op_id); false (answered 400) otherwise. */
+static bool read_op_id(struct api_call *call)
+{
+	h2o_req_t *req = call->req;
+	ssize_t i = h2o_find_header_by_str(&req->headers,
+					   H2O_STRLIT("idempotency-key"), -1);
+	if (i < 0)
+		return true;
+	h2o_iovec_t v = req->headers.entries[i].value;
+	bool ok = v.len >= 1 && v.len <= 64;
+	for (size_t k = 0; ok && k < v.len; k++)
+		ok = v.base[k] && strchr("abcdefghijklmnopqrstuvwxyz"
+					 "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					 "0123456789-_.:",
+					 v.base[k]);
+	if (!ok) {
+		api_reply_error(call, 400, "bad_request",
+				"Idempotency-Key: 1-64 characters of A-Z a-z "
+				"0-9 - _ . :");
+		return false;
+	}
+	memcpy(call->op_id, v.base, v.len);
+	call->op_id[v.len] = 0;
+	return true;
+}
 
 /* "/a/{x}/b" against a path; the {x} segment goes to param. */
 static bool path_match(const char *pat, const char *path, size_t len,
@@ -368,8 +452,11 @@ static void dispatch(struct api_call *call)
 				"a bearer token");
 		return;
 	}
-	if (srv->admin.must_change &&
+	struct api_admin adm;
+	if (!api_admin_get(srv, &adm) && adm.must_change &&
 	    !(r->flags & (API_R_BEFORE_CHANGE | API_R_PUBLIC))) {
+		if (defer_to_leader(call))
+			return;
 		api_reply_error(call, 403, "password_change_required",
 				"password must be changed: POST "
 				"/api/v1/password (or `cairn password "
@@ -414,12 +501,16 @@ static void dispatch(struct api_call *call)
 				r->method, r->path);
 		return;
 	}
+	if (!read_op_id(call))
+		return;
 	r->handle(call);
 }
 
 static void basic_checked(struct api_call *call)
 {
 	if (call->work_rc || !call->work_ok) {
+		if (defer_to_leader(call))
+			return;
 		api_reply_error(call, 401, "unauthorized",
 				"wrong user name or password");
 		return;
@@ -452,14 +543,23 @@ static void authenticate(struct api_call *call)
 		}
 		memcpy(tok, v.base + 7, v.len - 7);
 		tok[v.len - 7] = 0;
-		const struct api_token *t = api_tokens_find(&srv->tokens, tok);
+		const json_t *t =
+		    api_token_lookup(cluster_local_map(srv->cluster), tok);
 		OPENSSL_cleanse(tok, sizeof(tok));
-		if (!t || (t->expires && t->expires <= time(NULL))) {
+		json_int_t exp = json_integer_value(json_object_get(t, "expires"));
+		enum api_role role = API_ROLE_NONE;
+		if (t && api_role_parse(json_string_value(json_object_get(
+					    t, "role")) ?: "",
+					&role))
+			t = NULL;
+		if (!t || (exp && exp <= time(NULL))) {
+			if (!t && defer_to_leader(call))
+				return;
 			api_reply_error(call, 401, "unauthorized",
 					t ? "token expired" : "invalid token");
 			return;
 		}
-		call->role = t->role;
+		call->role = role;
 		dispatch(call);
 		return;
 	}
@@ -487,7 +587,7 @@ static void authenticate(struct api_call *call)
 		dec[n] = 0;
 		char *colon = memchr(dec, ':', (size_t)n);
 		if (!colon || colon - (char *)dec != 5 ||
-		    memcmp(dec, "admin", 5) || !srv->admin_ok ||
+		    memcmp(dec, "admin", 5) ||
 		    memchr(dec, 0, (size_t)n)) {
 			OPENSSL_cleanse(dec, sizeof(dec));
 			api_reply_error(call, 401, "unauthorized",
@@ -609,7 +709,6 @@ static void srv_free(struct api_server *srv)
 		SSL_CTX_free(srv->ssl_ctx);
 	if (srv->fwd)
 		api_fwd_free(srv->fwd);
-	api_tokens_free(&srv->tokens);
 	api_tasks_free(&srv->tasks);
 	free(srv->route_count);
 	free(srv->state_dir);
@@ -656,21 +755,12 @@ int api_server_start(uv_loop_t *loop, const struct api_config *cfg,
 		srv_free(srv);
 		return -ENOMEM;
 	}
-	rc = api_admin_load(srv->state_dir, &srv->admin);
-	if (rc && rc != -ENOENT) {
-		snprintf(err, errlen, "api: %s/api-admin.json: %s",
-			 cfg->state_dir, strerror(-rc));
-		srv_free(srv);
-		return rc;
-	}
-	/* Without an account nobody logs in with a password. */
-	srv->admin_ok = rc == 0;
-	if ((rc = api_tokens_load(srv->state_dir, &srv->tokens))) {
-		snprintf(err, errlen, "api: %s/api-tokens.json: %s",
-			 cfg->state_dir, strerror(-rc));
-		srv_free(srv);
-		return rc;
-	}
+	/* Task ids start at a random point (40 bits), so that a task id
+	 * names one task across the cluster's nodes: a follower answers for
+	 * its own tasks and asks the leader for the others. */
+	uint64_t r0 = 0;
+	RAND_bytes((unsigned char *)&r0, sizeof(r0));
+	srv->tasks.next_id = (r0 >> 24) | 1;
 	if ((rc = ssl_setup(srv, cfg, err, errlen))) {
 		srv_free(srv);
 		return rc;

@@ -6,6 +6,9 @@
  * from the environment, so that a shell which exported build/demo/demo.env
  * needs nothing else. It follows a follower's redirect to the leader with
  * the same credentials (every node's certificate comes from the same CA).
+ * Each command sends one Idempotency-Key with its map change and retries
+ * it on connection errors and while the cluster has no leader, so a
+ * retried create is applied once.
  *
  * Output: tables, or the API's JSON with --json. Exit status: 0 done,
  * 1 an error (from the server, the network or the environment), 2 usage. */
@@ -80,7 +83,8 @@ static void usage(FILE *f)
 	      "  token list\n"
 	      "  token revoke ID\n"
 	      "environment:\n"
-	      "  API_URL              https://HOST:PORT of any node\n"
+	      "  API_URL              https://HOST:PORT of any node (or several,\n"
+	      "                       comma-separated: tried in turn)\n"
 	      "  CA_CERT              the cluster CA certificate (PEM)\n"
 	      "  ADMIN_PASSWORD_FILE  file holding the admin password, or\n"
 	      "  API_TOKEN            a token from `cairn token create`\n",
@@ -115,67 +119,143 @@ static char *read_password_file(const char *path)
 	return strdup(line);
 }
 
-/* One request; returns the HTTP status and the parsed JSON (or NULL). */
+/* One key per command: every retry of its map-changing request carries
+ * it, so the cluster applies the change once (docs/api.md). */
+static char op_key[40];
+
+static void make_op_key(void)
+{
+	unsigned char r[16];
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		die("no randomness");
+	snprintf(op_key, sizeof(op_key), "cli-");
+	for (int i = 0; i < 16; i++)
+		snprintf(op_key + 4 + 2 * i, 3, "%02x", r[i]);
+}
+
+/* Worth another try: the node or the connection went away, or the cluster
+ * is between leaders. */
+static bool retryable(CURLcode rc, long code, json_t *j)
+{
+	switch (rc) {
+	case CURLE_OK:
+		break;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PARTIAL_FILE:
+		return true;
+	default:
+		return false;
+	}
+	const char *c = json_string_value(
+	    json_object_get(json_object_get(j, "error"), "code"));
+	return code == 503 && c &&
+	       (!strcmp(c, "no_leader") || !strcmp(c, "unavailable") ||
+		!strcmp(c, "leader_unreachable"));
+}
+
+#define API_ATTEMPTS 8
+
+/* One request; returns the HTTP status and the parsed JSON (or NULL).
+ * API_URL may list several nodes, comma-separated: a node that cannot be
+ * reached is skipped. Connection errors and "no leader" answers are
+ * retried (8 attempts, 0.25 s to 2 s apart) with the same Idempotency-Key.
+ */
 static long api(const char *method, const char *path, json_t *body,
 		json_t **out)
 {
-	const char *url = getenv("API_URL"), *ca = getenv("CA_CERT");
+	const char *urls = getenv("API_URL"), *ca = getenv("CA_CERT");
 	const char *token = getenv("API_TOKEN");
 	const char *pwfile = getenv("ADMIN_PASSWORD_FILE");
-	if (!url || !*url)
+	if (!urls || !*urls)
 		die("API_URL is not set (e.g. https://localhost:8443; see "
 		    "build/demo/demo.env)");
 	if ((!token || !*token) && (!pwfile || !*pwfile))
 		die("no credentials: set API_TOKEN or ADMIN_PASSWORD_FILE");
-	char full[2048], hdr[256];
-	snprintf(full, sizeof(full), "%s%s", url, path);
-	size_t ul = strlen(url);
-	if (ul && url[ul - 1] == '/')
-		snprintf(full, sizeof(full), "%.*s%s", (int)ul - 1, url, path);
-
-	CURL *c = curl_easy_init();
-	struct curl_slist *h = NULL;
-	struct buf b = {0};
-	char *pw = NULL, *bs = NULL, errbuf[CURL_ERROR_SIZE] = "";
-	curl_easy_setopt(c, CURLOPT_URL, full);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	/* A follower answers 307 to the leader: same method, body and
-	 * credentials; the leader's certificate is checked like any. */
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
-	curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 1L);
-	curl_easy_setopt(c, CURLOPT_POSTREDIR, CURL_REDIR_POST_ALL);
-	if (ca && *ca)
-		curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-	if (token && *token) {
-		snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", token);
-		h = curl_slist_append(h, hdr);
-	} else {
-		pw = read_password_file(pwfile);
-		curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-		curl_easy_setopt(c, CURLOPT_USERNAME, "admin");
-		curl_easy_setopt(c, CURLOPT_PASSWORD, pw);
-	}
-	if (body) {
-		bs = json_dumps(body, JSON_COMPACT);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, bs);
-		h = curl_slist_append(h, "Content-Type: application/json");
-	}
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	CURLcode rc = curl_easy_perform(c);
+	bool changes = strcmp(method, "GET") != 0;
+	if (changes && !op_key[0])
+		make_op_key();
+	char *pw = (token && *token) ? NULL : read_password_file(pwfile);
+	char *bs = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	char full[2048], hdr[256], keyhdr[80], errbuf[CURL_ERROR_SIZE];
+	size_t nurls = 1;
+	for (const char *p = urls; *p; p++)
+		nurls += *p == ',';
+	CURLcode rc = CURLE_OK;
 	long code = 0;
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
+	struct buf b = {0};
+	unsigned delay_ms = 250;
+	for (unsigned attempt = 0;; attempt++) {
+		/* the (attempt % nurls)-th URL of the list */
+		const char *u = urls;
+		for (size_t k = attempt % nurls; k; k--)
+			u = strchr(u, ',') + 1;
+		size_t ul = strcspn(u, ",");
+		while (ul && u[ul - 1] == '/')
+			ul--;
+		snprintf(full, sizeof(full), "%.*s%s", (int)ul, u, path);
+		CURL *c = curl_easy_init();
+		struct curl_slist *h = NULL;
+		errbuf[0] = 0;
+		free(b.p);
+		b = (struct buf){0};
+		curl_easy_setopt(c, CURLOPT_URL, full);
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+		curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
+		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+		curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+		/* A follower answers 307 to the leader: same method, body and
+		 * credentials; the leader's certificate is checked like any. */
+		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+		curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
+		curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 1L);
+		curl_easy_setopt(c, CURLOPT_POSTREDIR, CURL_REDIR_POST_ALL);
+		if (ca && *ca)
+			curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+		if (!pw) {
+			snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s",
+				 token);
+			h = curl_slist_append(h, hdr);
+		} else {
+			curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+			curl_easy_setopt(c, CURLOPT_USERNAME, "admin");
+			curl_easy_setopt(c, CURLOPT_PASSWORD, pw);
+		}
+		if (changes) {
+			snprintf(keyhdr, sizeof(keyhdr), "Idempotency-Key: %s",
+				 op_key);
+			h = curl_slist_append(h, keyhdr);
+		}
+		if (bs) {
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, bs);
+			h = curl_slist_append(h, "Content-Type: application/json");
+		}
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		rc = curl_easy_perform(c);
+		code = 0;
+		if (rc == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+		curl_slist_free_all(h);
+		curl_easy_cleanup(c);
+		json_error_t e;
+		*out = (rc == CURLE_OK && b.p) ? json_loads(b.p, 0, &e) : NULL;
+		if (attempt + 1 >= API_ATTEMPTS || !retryable(rc, code, *out))
+			break;
+		json_decref(*out);
+		*out = NULL;
+		usleep(delay_ms * 1000);
+		if (delay_ms < 2000)
+			delay_ms *= 2;
+	}
 	if (pw) {
 		memset(pw, 0, strlen(pw));
 		free(pw);
@@ -186,8 +266,6 @@ static long api(const char *method, const char *path, json_t *body,
 		die("%s: %s", full,
 		    errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	}
-	json_error_t e;
-	*out = b.p ? json_loads(b.p, 0, &e) : NULL;
 	if (code >= 400 || !*out) {
 		const char *msg = json_string_value(
 		    json_object_get(json_object_get(*out, "error"), "message"));

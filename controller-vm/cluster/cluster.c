@@ -47,6 +47,8 @@ struct cluster_op {
 	int step;
 };
 
+static void cluster__check_removed(struct cluster *c);
+
 /* ---- the state machine --------------------------------------------------- */
 
 /* libraft's wire and disk formats put entry data on 8-byte boundaries and
@@ -79,6 +81,8 @@ static int cluster__fsm_apply(struct raft_fsm *fsm,
 		ar->status = cluster_map_apply(c->map, op, &ar->result, ar->msg,
 					       sizeof(ar->msg));
 		json_decref(op);
+		if (!ar->status)
+			cluster__check_removed(c);
 	}
 	/* libraft hands the result to a callback only on the node that
 	 * proposed the entry: keep the last one here so followers do not
@@ -138,17 +142,50 @@ static int cluster__fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	raft_free(buf->base); /* ours on success */
 	json_decref(c->map);
 	c->map = map;
+	cluster__check_removed(c);
 	return 0;
 }
 
 /* ---- operations ---------------------------------------------------------- */
 
-static const char *cluster__node_api(struct cluster *c, raft_id id)
+static json_t *cluster__map_node(struct cluster *c, raft_id id)
 {
 	char key[24];
 	snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)id);
-	json_t *n = json_object_get(json_object_get(c->map, "nodes"), key);
+	return json_object_get(json_object_get(c->map, "nodes"), key);
+}
+
+static const char *cluster__node_api(struct cluster *c, raft_id id)
+{
+	json_t *n = cluster__map_node(c, id);
 	return n ? json_string_value(json_object_get(n, "api")) : NULL;
+}
+
+static bool cluster__draining(struct cluster *c, raft_id id)
+{
+	return json_is_true(
+		json_object_get(cluster__map_node(c, id), "draining"));
+}
+
+/* Removal is for good: once this node applied its own node.leave (or saw
+ * itself leave the map), it refuses cluster work, even after a restart
+ * (the entries replay). It stays a standby in its own view of the
+ * configuration, and a standby never campaigns, so it cannot disturb the
+ * cluster. */
+static void cluster__check_removed(struct cluster *c)
+{
+	json_t *me = cluster__map_node(c, c->cfg.id);
+	if (me)
+		c->was_member = true;
+	if (c->removed)
+		return;
+	if ((me && json_is_true(json_object_get(me, "leaving"))) ||
+	    (!me && c->was_member)) {
+		c->removed = true;
+		log_warn("cluster", "node %" PRIu64 " was removed from the "
+			 "cluster: it refuses cluster work from now on",
+			 c->cfg.id);
+	}
 }
 
 /* Not the leader: tell the caller where the leader's API is. */
@@ -156,6 +193,12 @@ static bool cluster__redirect(struct cluster *c, cluster_op_cb cb, void *arg)
 {
 	if (c->closing) {
 		cb(arg, -ESHUTDOWN, NULL, "node is stopping");
+		return true;
+	}
+	if (c->removed) {
+		cb(arg, -EIDRM, NULL,
+		   "this node was removed from the cluster; it does no "
+		   "cluster work (wipe its state directory to join again)");
 		return true;
 	}
 	if (raft_state(&c->raft) == RAFT_LEADER)
@@ -301,7 +344,8 @@ json_t *cluster_status(struct cluster *c)
 	}
 	const char *lapi = lid ? cluster__node_api(c, lid) : NULL;
 	return json_pack(
-		"{s:I, s:s, s:s, s:I, s:s?, s:I, s:I, s:I, s:I, s:o}", "id",
+		"{s:I, s:s, s:s, s:I, s:s?, s:I, s:I, s:I, s:I, s:o, s:b}",
+		"id",
 		(json_int_t)c->cfg.id, "name", c->cfg.name, "state",
 		st >= 0 && st <= 3 ? states[st] : "?", "leader",
 		(json_int_t)lid, "leader_api", lapi, "term",
@@ -309,7 +353,7 @@ json_t *cluster_status(struct cluster *c)
 		(json_int_t)c->raft.commit_index, "applied",
 		(json_int_t)raft_last_applied(&c->raft), "epoch",
 		json_integer_value(json_object_get(c->map, "epoch")),
-		"servers", servers);
+		"servers", servers, "removed", c->removed);
 }
 
 bool cluster_is_leader(struct cluster *c)
@@ -329,11 +373,16 @@ static unsigned cluster__target_voters(unsigned n)
 	return n >= 5 ? 5 : (n >= 3 ? 3 : 1);
 }
 
+/* Servers of the configuration with `role` (-1: any) that are not being
+ * removed. */
 static unsigned cluster__count(struct cluster *c, int role)
 {
 	unsigned k = 0;
-	for (unsigned i = 0; i < c->raft.configuration.n; i++)
-		k += c->raft.configuration.servers[i].role == role;
+	for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+		const struct raft_server *s = &c->raft.configuration.servers[i];
+		k += (role < 0 || s->role == role) &&
+		     !cluster__draining(c, s->id);
+	}
 	return k;
 }
 
@@ -430,12 +479,216 @@ static void cluster__promoted(struct raft_change *req, int status)
 		log_warn("cluster", "promotion: %s", raft_strerror(status));
 }
 
-/* Leader housekeeping: register the bootstrap node in the map, and keep
- * the number of voters at its target by promoting standbys. */
+/* ---- removing a node -------------------------------------------------------- */
+
+static void cluster__leave_reset(struct cluster *c)
+{
+	c->leave_index = 0;
+	c->leave_waits = 0;
+}
+
+struct cluster_removal {
+	struct cluster_removal *next;
+	struct cluster *c;
+	uint64_t id;
+	uint64_t deadline; /* uv_now */
+	bool drained;      /* node.drain committed */
+	cluster_op_cb cb;
+	void *arg;
+};
+
+#define CLUSTER_REMOVE_WAIT_MS 60000
+/* Ticks to wait for the leaving node to hold its node.leave entry before
+ * taking it out of the configuration anyway (it may be down). */
+#define CLUSTER_LEAVE_WAITS 50
+
+static void cluster__remove_done(void *arg, int status, json_t *res,
+				 const char *msg)
+{
+	(void)res;
+	struct cluster *c = arg;
+	c->removing = false;
+	if (status)
+		log_warn("cluster", "removing a node: %s", msg);
+}
+
+static void cluster__remove_changed(struct raft_change *req, int status)
+{
+	struct cluster *c = req->data;
+	c->removing = false;
+	if (status)
+		log_warn("cluster", "removing a node: %s",
+			 raft_strerror(status));
+}
+
+static void cluster__transferred(struct raft_transfer *req)
+{
+	struct cluster *c = req->data;
+	c->removing = false;
+}
+
+static void cluster__remove_submit(struct cluster *c, const char *op,
+				   raft_id id)
+{
+	json_t *o = json_pack("{s:s, s:I}", "op", op, "id", (json_int_t)id);
+	c->removing = true;
+	cluster__leave_reset(c);
+	cluster_submit(c, o, cluster__remove_done, c);
+	json_decref(o);
+}
+
+/* One step of removing the first draining node, driven by the leader from
+ * the map (so a new leader picks it up where the old one left it; every
+ * step is safe to repeat). The voter count was topped up by the caller. */
+static void cluster__remove_step(struct cluster *c)
+{
+	if (c->removing)
+		return;
+	const char *k;
+	json_t *nd;
+	raft_id x = 0;
+	bool leaving = false;
+	json_object_foreach(json_object_get(c->map, "nodes"), k, nd)
+	{
+		if (!json_is_true(json_object_get(nd, "draining")))
+			continue;
+		x = (raft_id)json_integer_value(json_object_get(nd, "id"));
+		leaving = json_is_true(json_object_get(nd, "leaving"));
+		break;
+	}
+	if (!x)
+		return;
+	unsigned i;
+	const struct raft_configuration *conf = &c->raft.configuration;
+	for (i = 0; i < conf->n && conf->servers[i].id != x; i++)
+		;
+	if (i == conf->n) { /* out of the configuration: out of the map */
+		cluster__remove_submit(c, "node.remove", x);
+		return;
+	}
+	int rv = 0;
+	c->removing = true;
+	if (x == c->cfg.id) {
+		/* A leader cannot remove itself cleanly: hand over first
+		 * (0: libraft picks the most up-to-date voter). */
+		c->transfer.data = c;
+		rv = raft_transfer(&c->raft, &c->transfer, 0,
+				   cluster__transferred);
+	} else if (conf->servers[i].role == RAFT_VOTER) {
+		c->remove_change.data = c;
+		rv = raft_assign(&c->raft, &c->remove_change, x, RAFT_STANDBY,
+				 cluster__remove_changed);
+	} else if (!leaving) {
+		c->removing = false;
+		cluster__remove_submit(c, "node.leave", x);
+		return;
+	} else {
+		/* Let the node hold its node.leave entry first, so that it
+		 * knows it was removed (it no longer hears from us after). */
+		if (!c->leave_index)
+			c->leave_index = c->raft.commit_index;
+		if (c->raft.leader_state.progress[i].match_index <
+			    c->leave_index &&
+		    ++c->leave_waits < CLUSTER_LEAVE_WAITS) {
+			c->removing = false;
+			return;
+		}
+		c->remove_change.data = c;
+		rv = raft_remove(&c->raft, &c->remove_change, x,
+				 cluster__remove_changed);
+	}
+	if (rv) {
+		c->removing = false;
+		log_warn("cluster", "removing node %" PRIu64 ": %s",
+			 (uint64_t)x, raft_strerror(rv));
+	}
+}
+
+/* Callers of cluster_remove_node wait for the node to leave their map. */
+static void cluster__removals_check(struct cluster *c, bool stopping)
+{
+	struct cluster_removal **pp = &c->removals;
+	while (*pp) {
+		struct cluster_removal *r = *pp;
+		int st = 1;
+		const char *msg = "";
+		if (stopping) {
+			st = -ESHUTDOWN;
+			msg = "node is stopping";
+		} else if (r->drained &&
+			   (!cluster__map_node(c, r->id) ||
+			    (r->id == c->cfg.id && c->removed))) {
+			st = 0;
+		} else if (uv_now(c->loop) > r->deadline) {
+			st = -ETIMEDOUT;
+			msg = "the node is still being removed: see the node "
+			      "list";
+		}
+		if (st > 0) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		json_t *res = st ? NULL
+				 : json_pack("{s:I, s:s}", "removed",
+					     (json_int_t)r->id, "note",
+					     "drained and removed; data "
+					     "evacuation is not built yet "
+					     "(replication issue)");
+		r->cb(r->arg, st, res, msg);
+		json_decref(res);
+		free(r);
+	}
+}
+
+static void cluster__drain_done(void *arg, int status, json_t *res,
+				const char *msg)
+{
+	(void)res;
+	struct cluster_removal *r = arg;
+	struct cluster *c = r->c;
+	if (status) {
+		r->cb(r->arg, status, NULL, msg);
+		free(r);
+		return;
+	}
+	r->drained = true;
+	r->deadline = uv_now(c->loop) + CLUSTER_REMOVE_WAIT_MS;
+	r->next = c->removals;
+	c->removals = r;
+}
+
+void cluster_remove_node(struct cluster *c, uint64_t id, const char *op_id,
+			 cluster_op_cb cb, void *arg)
+{
+	if (cluster__redirect(c, cb, arg))
+		return;
+	struct cluster_removal *r = calloc(1, sizeof(*r));
+	json_t *op = json_pack("{s:s, s:I, s:s*}", "op", "node.drain", "id",
+			       (json_int_t)id, "op_id", op_id);
+	if (!r || !op) {
+		free(r);
+		json_decref(op);
+		cb(arg, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	r->c = c;
+	r->id = id;
+	r->cb = cb;
+	r->arg = arg;
+	cluster_submit(c, op, cluster__drain_done, r);
+	json_decref(op);
+}
+
+/* Leader housekeeping: register the bootstrap node in the map, keep the
+ * number of voters at its target by promoting standbys, and drive node
+ * removals. Every node: answer the callers waiting for a removal. */
 static void cluster__tick(uv_timer_t *t)
 {
 	struct cluster *c = t->data;
-	if (c->closing || raft_state(&c->raft) != RAFT_LEADER)
+	if (c->removals)
+		cluster__removals_check(c, false);
+	if (c->closing || c->removed || raft_state(&c->raft) != RAFT_LEADER)
 		return;
 	if (c->cfg.bootstrap && !c->registering &&
 	    !cluster__node_api(c, c->cfg.id)) {
@@ -446,9 +699,10 @@ static void cluster__tick(uv_timer_t *t)
 			? pki_read_file(c->cfg.ca_key_file)
 			: NULL;
 		json_t *ops[2] = {
-			json_pack("{s:s, s:s, s:s?, s:s?}", "op", "cluster.init",
-				  "name", c->cfg.cluster_name, "ca_crt", crt,
-				  "ca_key", key),
+			json_pack("{s:s, s:s, s:s?, s:s?, s:O*}", "op",
+				  "cluster.init", "name", c->cfg.cluster_name,
+				  "ca_crt", crt, "ca_key", key, "admin",
+				  c->admin),
 			json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:f}", "op",
 				  "node.add", "id", (json_int_t)c->cfg.id,
 				  "name", c->cfg.name, "raft",
@@ -466,12 +720,16 @@ static void cluster__tick(uv_timer_t *t)
 		return;
 	}
 	unsigned n = c->raft.configuration.n;
-	if (c->promoting ||
-	    cluster__count(c, RAFT_VOTER) >= cluster__target_voters(n))
+	if (c->promoting)
 		return;
+	if (cluster__count(c, RAFT_VOTER) >=
+	    cluster__target_voters(cluster__count(c, -1))) {
+		cluster__remove_step(c);
+		return;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		const struct raft_server *s = &c->raft.configuration.servers[i];
-		if (s->role != RAFT_STANDBY)
+		if (s->role != RAFT_STANDBY || cluster__draining(c, s->id))
 			continue;
 		c->promoting = true;
 		c->promote.data = c;
@@ -687,6 +945,7 @@ static void cluster__free(struct cluster *c)
 		raft_tls_free(&c->transport);
 	tls_ctx_free(c->tls);
 	json_decref(c->map);
+	json_decref(c->admin);
 	if (c->last_result) {
 		json_decref(c->last_result->result);
 		free(c->last_result);
@@ -704,6 +963,8 @@ int cluster_start(uv_loop_t *loop, const struct cluster_config *cfg,
 		return -ENOMEM;
 	c->loop = loop;
 	c->cfg = *cfg;
+	c->cfg.admin = NULL;
+	c->admin = cfg->admin ? json_deep_copy(cfg->admin) : NULL;
 	c->map = cluster_map_new();
 	int rc = tls_ctx_create(cfg->ca_file, cfg->cert_file, cfg->key_file,
 				&c->tls, err, errlen);
@@ -795,6 +1056,7 @@ void cluster_stop(struct cluster *c, void (*cb)(void *arg), void *arg)
 	c->closing = true;
 	c->stop_cb = cb;
 	c->stop_arg = arg;
+	cluster__removals_check(c, true);
 	uv_timer_stop(&c->tick);
 	uv_close((uv_handle_t *)&c->tick, cluster__tick_closed);
 }

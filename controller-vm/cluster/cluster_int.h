@@ -9,6 +9,7 @@
 #include "tls.h"
 
 struct cluster_apply_result;
+struct cluster_removal;
 
 struct cluster {
 	uv_loop_t *loop;
@@ -24,6 +25,18 @@ struct cluster {
 	uv_timer_t tick;
 	bool registering, promoting, closing;
 	struct raft_change promote;
+	json_t *admin; /* bootstrap: the first admin password hash */
+	/* Removing nodes (the leader drives it from the map, one step per
+	 * tick; docs/cluster.md) and the callers waiting for it. */
+	bool removing;
+	struct raft_change remove_change;
+	struct raft_transfer transfer;
+	raft_index leave_index;
+	unsigned leave_waits;
+	struct cluster_removal *removals;
+	/* This node was removed from the cluster (it applied its own
+	 * node.leave, or saw itself leave the map). */
+	bool removed, was_member;
 	void (*stop_cb)(void *arg);
 	void *stop_arg;
 };

@@ -2,6 +2,7 @@
  * anything, so a refused operation leaves the map (and its epoch) as it
  * was; a successful one bumps the epoch by one. */
 #include "cluster_map.h"
+#include "cluster_map_int.h"
 
 #include <cairn/placement.h>
 #include <errno.h>
@@ -14,9 +15,7 @@
 #define MAP_NAME_MAX 63
 #define MAP_MAX_NODES 1024
 
-static int map__err(char *msg, size_t len, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int map__err(char *msg, size_t len, int rc, const char *fmt, ...)
+int map__err(char *msg, size_t len, int rc, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -27,21 +26,25 @@ static int map__err(char *msg, size_t len, int rc, const char *fmt, ...)
 
 json_t *cluster_map_new(void)
 {
-	return json_pack("{s:s, s:I, s:I, s:{}, s:{}, s:{}, s:{s:{}}}",
+	return json_pack("{s:s, s:I, s:I, s:{}, s:{}, s:{}, s:{s:{}}, s:{}, "
+			 "s:I}",
 			 "name", "", "epoch", (json_int_t)0, "next_vdisk_id",
 			 (json_int_t)1, "nodes", "pools", "vdisks", "secrets",
-			 "tokens");
+			 "tokens", "op_ids", "op_seq", (json_int_t)0);
 }
 
 json_t *cluster_map_public(const json_t *map)
 {
 	json_t *m = json_deep_copy(map);
-	if (m)
+	if (m) {
 		json_object_del(m, "secrets");
+		json_object_del(m, "op_ids");
+		json_object_del(m, "op_seq");
+	}
 	return m;
 }
 
-static bool map__name_ok(const char *n)
+bool map__name_ok(const char *n)
 {
 	size_t l = n ? strlen(n) : 0;
 	if (l < 1 || l > MAP_NAME_MAX)
@@ -56,13 +59,13 @@ static bool map__name_ok(const char *n)
 	return true;
 }
 
-static const char *map__str(const json_t *op, const char *key)
+const char *map__str(const json_t *op, const char *key)
 {
 	const json_t *v = json_object_get(op, key);
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static bool map__int(const json_t *op, const char *key, json_int_t *out)
+bool map__int(const json_t *op, const char *key, json_int_t *out)
 {
 	const json_t *v = json_object_get(op, key);
 	if (!json_is_integer(v))
@@ -84,7 +87,8 @@ unsigned cluster_map_policy_width(const json_t *policy)
 	return 0;
 }
 
-/* The map's nodes as a placement map (capacity as weight). */
+/* The map's nodes as a placement map (capacity as weight). A draining
+ * node takes no new placements. */
 static unsigned map__placement(const json_t *map, struct placement_node *pn)
 {
 	const char *key;
@@ -94,6 +98,8 @@ static unsigned map__placement(const json_t *map, struct placement_node *pn)
 	{
 		if (i == MAP_MAX_NODES)
 			break;
+		if (json_is_true(json_object_get(n, "draining")))
+			continue;
 		json_int_t id = 0, dom = 0;
 		map__int(n, "id", &id);
 		map__int(n, "domain", &dom);
@@ -129,9 +135,16 @@ static int op_cluster_init(json_t *map, const json_t *op, json_t **res,
 		return map__err(msg, ml, -EINVAL, "bad cluster name");
 	if ((crt == NULL) != (key == NULL))
 		return map__err(msg, ml, -EINVAL, "ca_crt and ca_key go together");
+	const json_t *admin = json_object_get(op, "admin");
+	if (admin && !map__pwhash_ok(admin))
+		return map__err(msg, ml, -EINVAL,
+				"admin needs salt (32 hex), hash (64 hex), "
+				"iterations");
 	if (json_string_length(json_object_get(map, "name")))
 		return map__err(msg, ml, -EEXIST, "cluster already named");
 	json_object_set_new(map, "name", json_string(name));
+	if (admin)
+		map__set_admin(map, admin, true);
 	if (crt) {
 		json_t *sec = json_object_get(map, "secrets");
 		json_object_set_new(sec, "ca_crt", json_string(crt));
@@ -140,7 +153,7 @@ static int op_cluster_init(json_t *map, const json_t *op, json_t **res,
 	return 0;
 }
 
-static bool map__hex64(const char *h)
+bool map__hex64(const char *h)
 {
 	if (!h || strlen(h) != 64)
 		return false;
@@ -253,19 +266,11 @@ static int op_node_add(json_t *map, const json_t *op, json_t **res,
 	return 0;
 }
 
-static int op_node_remove(json_t *map, const json_t *op, json_t **res,
-			  char *msg, size_t ml)
+/* Would every pool still fit without node `key` and the draining nodes?
+ * 0, or -ENOSPC with the pool that would not. */
+static int map__fits_without(const json_t *map, const char *key, char *msg,
+			     size_t ml)
 {
-	(void)res;
-	json_int_t id;
-	if (!map__int(op, "id", &id))
-		return map__err(msg, ml, -EINVAL, "node.remove needs id");
-	char key[24];
-	snprintf(key, sizeof(key), "%" PRId64, (int64_t)id);
-	json_t *nodes = json_object_get(map, "nodes");
-	if (!json_object_get(nodes, key))
-		return map__err(msg, ml, -ENOENT, "no node %s", key);
-	/* Every pool must still be placeable without it. */
 	json_t *copy = json_deep_copy(map);
 	json_object_del(json_object_get(copy, "nodes"), key);
 	const char *pk;
@@ -275,18 +280,96 @@ static int op_node_remove(json_t *map, const json_t *op, json_t **res,
 	{
 		unsigned w = cluster_map_policy_width(
 			json_object_get(p, "policy"));
-		if (!map__feasible(copy, w,
-				   json_is_true(json_object_get(
-					   p, "spread_domains")))) {
+		bool sp = json_is_true(json_object_get(p, "spread_domains"));
+		if (!map__feasible(copy, w, sp)) {
 			rc = map__err(msg, ml, -ENOSPC,
-				      "pool '%s' would no longer fit", pk);
+				      "removing node %s would leave too few "
+				      "%s for pool '%s' (%u %s)",
+				      key, sp ? "fault domains" : "nodes", pk, w,
+				      w > 1 ? "copies" : "copy");
 			break;
 		}
 	}
 	json_decref(copy);
-	if (!rc)
-		json_object_del(nodes, key);
 	return rc;
+}
+
+static json_t *map__node(json_t *map, const json_t *op, char key[24],
+			 const char *what, char *msg, size_t ml, int *rc)
+{
+	json_int_t id;
+	if (!map__int(op, "id", &id)) {
+		*rc = map__err(msg, ml, -EINVAL, "%s needs id", what);
+		return NULL;
+	}
+	snprintf(key, 24, "%" PRId64, (int64_t)id);
+	json_t *n = json_object_get(json_object_get(map, "nodes"), key);
+	if (!n)
+		*rc = map__err(msg, ml, -ENOENT, "no node %s", key);
+	return n;
+}
+
+/* The first step of removing a node: no new placements on it (data
+ * evacuation comes with replication). Refused, changing nothing, when the
+ * pools would no longer fit without it or it is the last node. */
+static int op_node_drain(json_t *map, const json_t *op, json_t **res,
+			 char *msg, size_t ml)
+{
+	char key[24];
+	int rc = 0;
+	json_t *n = map__node(map, op, key, "node.drain", msg, ml, &rc);
+	if (!n)
+		return rc;
+	if (json_is_true(json_object_get(n, "draining")))
+		return map__err(msg, ml, -EALREADY,
+				"node %s is already being removed", key);
+	unsigned staying = 0;
+	const char *k;
+	json_t *o;
+	json_object_foreach(json_object_get(map, "nodes"), k, o)
+		staying += strcmp(k, key) &&
+			   !json_is_true(json_object_get(o, "draining"));
+	if (!staying)
+		return map__err(msg, ml, -EBUSY,
+				"node %s is the last node of the cluster", key);
+	if ((rc = map__fits_without(map, key, msg, ml)))
+		return rc;
+	json_object_set_new(n, "draining", json_true());
+	*res = json_pack("{s:s, s:s}", "node", key, "state", "draining");
+	return 0;
+}
+
+/* The node is out of the voters and about to leave the Raft
+ * configuration: it applies this entry itself, and stops cluster work. */
+static int op_node_leave(json_t *map, const json_t *op, json_t **res,
+			 char *msg, size_t ml)
+{
+	(void)res;
+	char key[24];
+	int rc = 0;
+	json_t *n = map__node(map, op, key, "node.leave", msg, ml, &rc);
+	if (!n)
+		return rc;
+	if (!json_is_true(json_object_get(n, "draining")))
+		return map__err(msg, ml, -EINVAL,
+				"node %s is not draining", key);
+	json_object_set_new(n, "leaving", json_true());
+	return 0;
+}
+
+/* The last step: out of the map. */
+static int op_node_remove(json_t *map, const json_t *op, json_t **res,
+			  char *msg, size_t ml)
+{
+	char key[24];
+	int rc = 0;
+	if (!map__node(map, op, key, "node.remove", msg, ml, &rc))
+		return rc;
+	if ((rc = map__fits_without(map, key, msg, ml)))
+		return rc;
+	json_object_del(json_object_get(map, "nodes"), key);
+	*res = json_pack("{s:s}", "removed", key);
+	return 0;
 }
 
 static int op_pool_create(json_t *map, const json_t *op, json_t **res,
@@ -387,12 +470,67 @@ static const struct {
 	int (*fn)(json_t *map, const json_t *op, json_t **res, char *msg,
 		  size_t ml);
 } map_ops[] = {
-	{"cluster.init", op_cluster_init}, {"node.add", op_node_add},
-	{"node.remove", op_node_remove},   {"pool.create", op_pool_create},
-	{"pool.delete", op_pool_delete},   {"vdisk.create", op_vdisk_create},
-	{"vdisk.delete", op_vdisk_delete}, {"token.create", op_token_create},
+	{"cluster.init", op_cluster_init},
+	{"node.add", op_node_add},
+	{"node.drain", op_node_drain},
+	{"node.leave", op_node_leave},
+	{"node.remove", op_node_remove},
+	{"pool.create", op_pool_create},
+	{"pool.delete", op_pool_delete},
+	{"vdisk.create", op_vdisk_create},
+	{"vdisk.delete", op_vdisk_delete},
+	{"token.create", op_token_create},
 	{"token.use", op_token_use},
+	{"auth.password", map_op_auth_password},
+	{"auth.token.add", map_op_auth_token_add},
+	{"auth.token.revoke", map_op_auth_token_revoke},
 };
+
+/* A client's operation id (e.g. the API's Idempotency-Key): 1-64 of
+ * A-Z a-z 0-9 - _ . : */
+static bool map__op_id_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n < 1 || n > CLUSTER_MAP_OP_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789-_.:",
+			    s[i]))
+			return false;
+	return true;
+}
+
+/* Remembers a successful operation's id and result, forgetting the oldest
+ * beyond CLUSTER_MAP_OP_IDS (a linear scan of at most that many). */
+static void map__remember(json_t *map, const char *id, const char *name,
+			  const json_t *result)
+{
+	json_t *ids = json_object_get(map, "op_ids");
+	if (!json_is_object(ids)) {
+		ids = json_object();
+		json_object_set_new(map, "op_ids", ids);
+	}
+	json_int_t seq = json_integer_value(json_object_get(map, "op_seq")) + 1;
+	json_object_set_new(map, "op_seq", json_integer(seq));
+	json_object_set_new(ids, id,
+			    json_pack("{s:I, s:s, s:O*}", "seq", seq, "op", name,
+				      "result", (json_t *)result));
+	while (json_object_size(ids) > CLUSTER_MAP_OP_IDS) {
+		const char *k, *oldest = NULL;
+		json_t *v;
+		json_int_t min = 0;
+		json_object_foreach(ids, k, v)
+		{
+			json_int_t s = json_integer_value(json_object_get(v, "seq"));
+			if (!oldest || s < min) {
+				oldest = k;
+				min = s;
+			}
+		}
+		json_object_del(ids, oldest);
+	}
+}
 
 int cluster_map_apply(json_t *map, const json_t *op, json_t **result,
 		      char *msg, size_t msglen)
@@ -400,10 +538,33 @@ int cluster_map_apply(json_t *map, const json_t *op, json_t **result,
 	*result = NULL;
 	msg[0] = 0;
 	const char *name = json_is_object(op) ? map__str(op, "op") : NULL;
+	const json_t *jid = json_is_object(op) ? json_object_get(op, "op_id")
+					       : NULL;
+	const char *op_id = json_string_value(jid);
+	if (jid && !map__op_id_ok(op_id))
+		return map__err(msg, msglen, -EINVAL,
+				"op_id: 1-%d characters of A-Z a-z 0-9 - _ . :",
+				CLUSTER_MAP_OP_ID_MAX);
 	for (size_t i = 0; name && i < sizeof(map_ops) / sizeof(map_ops[0]);
 	     i++) {
 		if (strcmp(map_ops[i].name, name))
 			continue;
+		/* A retry of an operation that was applied: its first result,
+		 * and the map stays as it is. */
+		json_t *seen = op_id ? json_object_get(
+					       json_object_get(map, "op_ids"),
+					       op_id)
+				     : NULL;
+		if (seen) {
+			if (strcmp(map__str(seen, "op") ?: "", name))
+				return map__err(msg, msglen, -EINVAL,
+						"op_id '%s' was used for a "
+						"different operation (%s)",
+						op_id, map__str(seen, "op"));
+			json_t *r = json_object_get(seen, "result");
+			*result = r ? json_deep_copy(r) : NULL;
+			return 0;
+		}
 		int rc = map_ops[i].fn(map, op, result, msg, msglen);
 		if (rc) {
 			json_decref(*result);
@@ -412,6 +573,8 @@ int cluster_map_apply(json_t *map, const json_t *op, json_t **result,
 		}
 		json_int_t e = json_integer_value(json_object_get(map, "epoch"));
 		json_object_set_new(map, "epoch", json_integer(e + 1));
+		if (op_id)
+			map__remember(map, op_id, name, *result);
 		return 0;
 	}
 	return map__err(msg, msglen, -EINVAL, "unknown operation '%s'",

@@ -11,7 +11,20 @@
  *    "vdisks": {"<name>": {"name", "id", "pool", "size"}},
  *    "next_node_id": int,
  *    "secrets": {"ca_crt", "ca_key", "tokens": {"<sha256>": {"expires",
- *                "used"}}}}
+ *                "used"}}, "admin", "api_tokens", "next_api_token"}
+ *                (credentials: cluster_map_auth.c),
+ *    "op_ids": {"<op_id>": {"seq", "op", "result"}}, "op_seq": int}
+ *
+ * A node being removed carries "draining": true (no new placements), then
+ * "leaving": true (out of the voters, about to leave the configuration).
+ *
+ * Idempotent retries: an operation may carry "op_id" (1-64 characters of
+ * A-Z a-z 0-9 - _ . :). The map remembers the last CLUSTER_MAP_OP_IDS
+ * successful ones with their results, in the replicated state, so a retry
+ * (after a timeout or a change of leader) gets the first result and
+ * changes nothing; an op_id reused for another kind of operation is
+ * refused with -EINVAL. Refused operations are not remembered: they
+ * changed nothing, and a retry is checked again.
  */
 #ifndef CAIRN_CLUSTER_MAP_H
 #define CAIRN_CLUSTER_MAP_H
@@ -19,8 +32,12 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#define CLUSTER_MAP_OP_IDS 1024
+#define CLUSTER_MAP_OP_ID_MAX 64
+
 json_t *cluster_map_new(void);
-/* A copy without "secrets" (the CA key, join tokens): what reads return. */
+/* A copy without "secrets" (the CA key, join tokens, credentials) and the
+ * remembered op ids: what reads return. */
 json_t *cluster_map_public(const json_t *map);
 /* Applies op to map (changed in place only on success). Returns 0 and sets
  * *result (a new reference, or NULL) or -errno with msg filled. */

@@ -9,8 +9,9 @@
  *
  * State directory: node.json (id, name, addresses, cluster), pki/ (ca.crt,
  * ca.key on the creating node only, node-<id>.crt/.key, api.crt/.key),
- * raft/ (libraft), api/ (the API's credential files), admin-password (the
- * generated admin password, 0600, until it is changed). */
+ * raft/ (libraft), api/ (reserved for the API), admin-password (the
+ * generated admin password, 0600, on the creating node; its hash is in the
+ * cluster map, shared by every node, and must be changed first). */
 #include <cairn/api.h>
 #include <cairn/cluster.h>
 #include <cairn/node.h>
@@ -351,18 +352,35 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
 		.cluster_name = cluster,
 		.election_ms = cfg->election_ms,
 	};
-	if ((rc = cluster_start(loop, &cc, &n->cluster, err, errlen))) {
+	/* A new cluster's admin: the password goes to admin-password (0600)
+	 * once, its hash into the map (cluster.init), shared by every node. */
+	json_t *admin = NULL;
+	if (bootstrap) {
+		char pw[128], line[160];
+		if ((rc = api_admin_create(pw, sizeof(pw), &admin))) {
+			snprintf(err, errlen, "admin account: %s",
+				 strerror(-rc));
+			free(n);
+			return rc;
+		}
+		node__path(path, sizeof(path), n->dir, "admin-password");
+		snprintf(line, sizeof(line), "%s\n", pw);
+		rc = node__write(path, line, 0600);
+		OPENSSL_cleanse(pw, sizeof(pw));
+		OPENSSL_cleanse(line, sizeof(line));
+		if (rc) {
+			snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+			json_decref(admin);
+			free(n);
+			return rc;
+		}
+		cc.admin = admin;
+	}
+	rc = cluster_start(loop, &cc, &n->cluster, err, errlen);
+	json_decref(admin);
+	if (rc) {
 		free(n);
 		return rc;
-	}
-	char pw[128];
-	int created = api_admin_init(apidir, pw, sizeof(pw));
-	if (created == 1) {
-		node__path(path, sizeof(path), n->dir, "admin-password");
-		char line[160];
-		snprintf(line, sizeof(line), "%s\n", pw);
-		node__write(path, line, 0600);
-		OPENSSL_cleanse(pw, sizeof(pw));
 	}
 	struct api_config ac = {.listen = n->api_addr,
 				.cert_file = acrt,

@@ -7,14 +7,20 @@
  * Auth: the `admin` account (HTTP Basic), whose generated initial password
  * must be changed before anything but POST /api/v1/password answers, and
  * bearer tokens with a role (admin or viewer) created by the admin. Both
- * are kept hashed in files under state_dir. On a follower, requests that
- * need the leader are forwarded to it (or answered 307 without ca_file).
+ * are kept hashed in the cluster map's secrets, so every node knows the
+ * same ones; changes are map operations through the leader. On a
+ * follower, requests that need the leader are forwarded to it (or
+ * answered 307 without ca_file), and so are credentials it cannot check
+ * yet (a change the leader has and it has not applied). Map-changing
+ * requests may carry an Idempotency-Key header: a retry gets the first
+ * answer.
  *
  * Threading: everything runs on the loop thread that started the server;
  * password hashing (PBKDF2) runs on libuv's thread pool. */
 #ifndef CAIRN_API_H
 #define CAIRN_API_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -25,7 +31,7 @@ struct api_config {
 	const char *listen;    /* "HOST:PORT"; port 0 picks a free one */
 	const char *cert_file; /* PEM server certificate (pki_cert_issue) */
 	const char *key_file;  /* its key */
-	const char *state_dir; /* api-admin.json, api-tokens.json */
+	const char *state_dir; /* this node's state (nothing written yet) */
 	/* NULL: the OpenAPI document built into the binary. */
 	const char *openapi_file;
 	/* The cluster CA: a follower forwards requests to the leader's API
@@ -37,12 +43,12 @@ struct api_config {
 	const char *leader_scheme;
 };
 
-/* Creates the admin account under state_dir if it has none: a random
- * password of 24 characters, stored only as a salted PBKDF2-SHA256 hash,
- * marked as to be changed. Returns 1 and the password in password_out when
- * it created the account (the only time the password is ever readable),
- * 0 when the account already existed, -errno on failure. */
-int api_admin_init(const char *state_dir, char *password_out, size_t len);
+/* The first admin account, made at cluster creation: a random password of
+ * 24 characters (in password_out: the only time it is readable) and its
+ * salted PBKDF2-SHA256 hash for the map ({"salt", "hash", "iterations"},
+ * for cluster_config.admin; the map marks it as to be changed). 0 or
+ * -errno. */
+int api_admin_create(char *password_out, size_t len, json_t **hash_out);
 
 /* Listens and serves on `loop`. 0 or -errno with a message in err. */
 int api_server_start(uv_loop_t *loop, const struct api_config *cfg,

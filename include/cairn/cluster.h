@@ -14,9 +14,12 @@
  *   {"op": "pool.delete", "name": "p1"}
  *   {"op": "vdisk.create", "pool": "p1", "name": "v1", "size": 1073741824}
  *   {"op": "vdisk.delete", "name": "v1"}
- *   {"op": "node.remove", "id": 3}
- * Node joins go through cluster_join (they change the Raft configuration
- * too). An operation the map cannot take (a duplicate name, RF3 on two
+ *   {"op": "auth.password", "salt", "hash", "iterations"}
+ * Any operation may carry "op_id" (a client's idempotency key): a retry
+ * with the same op_id gets the first result and changes nothing
+ * (controller-vm/cluster/cluster_map.h). Node joins go through
+ * cluster_join and removals through cluster_remove_node (they change the
+ * Raft configuration too). An operation the map cannot take (a duplicate name, RF3 on two
  * hosts, an unknown pool) fails with -EINVAL/-EEXIST/-ENOENT/-ENOSPC and a
  * message, and changes nothing.
  *
@@ -66,6 +69,9 @@ struct cluster_config {
 	bool bootstrap;           /* first node of a new cluster */
 	const char *cluster_name; /* with bootstrap */
 	unsigned election_ms;     /* 0: 1000 */
+	/* bootstrap: the admin password hash for the map ({"salt", "hash",
+	 * "iterations"}; must be changed). NULL: no admin account. */
+	const json_t *admin;
 };
 
 /* A node's description for cluster_add_node. */
@@ -100,7 +106,22 @@ void cluster_token_create(struct cluster *c, unsigned ttl_s, cluster_op_cb cb,
  * its cluster with them (bootstrap false). */
 void cluster_join(struct cluster *c, const json_t *req, cluster_op_cb cb,
 		  void *arg);
-/* This node's applied map, possibly behind the leader's (tests, status). */
+/* This node's applied map, secrets included, possibly behind the
+ * leader's: the API authenticates against its credentials, and reads it
+ * right after a cluster_read (then it is current). Never send it out. */
 const json_t *cluster_local_map(struct cluster *c);
+
+/* Removes node `id` (on the leader; op_id optional): marks it draining in
+ * the map (no new placements; data evacuation comes with replication),
+ * refused with -ENOSPC when a pool would no longer fit or -EBUSY for the
+ * last node. Then every leader, from the map, one step at a time: keeps
+ * the voter count by promoting a standby, transfers the leadership away
+ * if it is the node, demotes it, marks it leaving (the node sees this and
+ * refuses cluster work from then on: -EIDRM), takes it out of the Raft
+ * configuration and deletes it from the map. cb runs when the node is out
+ * of this node's map (or, on the node itself, when it is leaving), with
+ * -ETIMEDOUT after 60 s (the removal goes on). */
+void cluster_remove_node(struct cluster *c, uint64_t id, const char *op_id,
+			 cluster_op_cb cb, void *arg);
 
 #endif

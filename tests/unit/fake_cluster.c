@@ -1,13 +1,12 @@
 /* An in-memory stand-in for include/cairn/cluster.h, for the API's unit
- * tests only (test_api.c includes this file). It keeps a map shaped like
- * the real one (nodes, pools, vdisks as objects keyed by id or name, an
- * epoch bumped by every change), validates operations the way the real map
- * does (a duplicate: -EEXIST; a policy wider than the nodes: -ENOSPC; an
- * unknown object: -ENOENT; a pool holding vdisks: -EBUSY), answers on a
- * later loop turn like the real one, and can play a follower (-EREMOTE
- * with the leader's API address) or a cluster without quorum (-EAGAIN).
- * node.remove takes `remove_ms` to finish, so that it is a long operation.
- * Everything runs on the loop thread. */
+ * tests only (test_api.c includes this file). The map is the real one:
+ * every operation goes through cluster_map_apply (controller-vm/cluster/
+ * cluster_map.c), so validation, credentials and op-id deduplication are
+ * the real ones; what is fake is Raft: answers come on a later loop turn
+ * like the real ones, and it can play a follower (-EREMOTE with the
+ * leader's API address) or a cluster without quorum (-EAGAIN).
+ * cluster_remove_node takes `remove_ms` to finish, so that it is a long
+ * operation. Everything runs on the loop thread. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +14,8 @@
 #include <string.h>
 
 #include <cairn/cluster.h>
+
+#include "../../controller-vm/cluster/cluster_map.h"
 
 struct cluster {
 	uv_loop_t *loop;
@@ -41,19 +42,30 @@ static struct cluster *fake_cluster_new(uv_loop_t *loop, int nodes)
 	struct cluster *c = calloc(1, sizeof(*c));
 	c->loop = loop;
 	c->remove_ms = 20;
-	c->map = json_pack("{s:s, s:I, s:{}, s:{}, s:{}}", "name", "fake",
-			   "epoch", (json_int_t)1, "nodes", "pools", "vdisks");
+	c->map = cluster_map_new();
+	json_object_set_new(c->map, "name", json_string("fake"));
+	json_object_set_new(c->map, "epoch", json_integer(1));
 	for (int i = 1; i <= nodes; i++) {
 		char key[16], name[16], api[32];
 		snprintf(key, sizeof(key), "%d", i);
 		snprintf(name, sizeof(name), "node%d", i);
 		snprintf(api, sizeof(api), "127.0.0.1:%d", 8442 + i);
 		json_object_set_new(json_object_get(c->map, "nodes"), key,
-				    json_pack("{s:i, s:s, s:s, s:i, s:f}", "id",
-					      i, "name", name, "api", api,
+				    json_pack("{s:i, s:s, s:s, s:s, s:i, s:f}",
+					      "id", i, "name", name, "raft",
+					      "127.0.0.1:1", "api", api,
 					      "domain", i, "capacity", 1.0));
 	}
 	return c;
+}
+
+/* The admin account as cluster creation leaves it: to be changed. */
+static void fake_cluster_set_admin(struct cluster *c, const json_t *hash)
+{
+	json_t *a = json_deep_copy(hash);
+	json_object_set_new(a, "algorithm", json_string("pbkdf2-hmac-sha256"));
+	json_object_set_new(a, "must_change", json_true());
+	json_object_set_new(json_object_get(c->map, "secrets"), "admin", a);
 }
 
 static void fake_cluster_free(struct cluster *c)
@@ -107,118 +119,14 @@ static void fop_later(struct cluster *c, cluster_op_cb cb, void *arg,
 	c->pending++;
 }
 
-static unsigned fake_width(json_t *policy)
+/* A follower answers -EREMOTE (the leader's address), no quorum -EAGAIN. */
+static bool fake_unavailable(struct cluster *c, cluster_op_cb cb, void *arg)
 {
-	json_t *r = json_object_get(policy, "replicas");
-	json_t *ec = json_object_get(policy, "ec");
-	if (json_is_integer(r) && !ec)
-		return (unsigned)json_integer_value(r);
-	if (ec && !r)
-		return (unsigned)(json_integer_value(json_object_get(ec, "k")) +
-				  json_integer_value(json_object_get(ec, "m")));
-	return 0;
-}
-
-/* Applies op to the map: 0 and a result, or -errno and msg. */
-static int fake_apply(struct cluster *c, json_t *op, json_t **res, char *msg,
-		      size_t ml)
-{
-	const char *kind = json_string_value(json_object_get(op, "op"));
-	const char *name = json_string_value(json_object_get(op, "name"));
-	json_t *nodes = json_object_get(c->map, "nodes");
-	json_t *pools = json_object_get(c->map, "pools");
-	json_t *vdisks = json_object_get(c->map, "vdisks");
-	json_int_t epoch = json_integer_value(json_object_get(c->map, "epoch"));
-	*res = NULL;
-	if (!kind) {
-		snprintf(msg, ml, "no op");
-		return -EINVAL;
-	}
-	if (!strcmp(kind, "pool.create")) {
-		json_t *policy = json_object_get(op, "policy");
-		unsigned w = fake_width(policy);
-		if (!name || !w) {
-			snprintf(msg, ml, "bad pool.create");
-			return -EINVAL;
-		}
-		if (json_object_get(pools, name)) {
-			snprintf(msg, ml, "pool '%s' exists", name);
-			return -EEXIST;
-		}
-		if (w > json_object_size(nodes)) {
-			snprintf(msg, ml,
-				 "the cluster cannot hold %u copies of pool "
-				 "'%s' (too few nodes)",
-				 w, name);
-			return -ENOSPC;
-		}
-		json_object_set_new(pools, name,
-				    json_pack("{s:s, s:I, s:O}", "name", name,
-					      "id", epoch + 1, "policy",
-					      policy));
-		*res = json_pack("{s:s, s:I}", "name", name, "id", epoch + 1);
-	} else if (!strcmp(kind, "pool.delete")) {
-		const char *k;
-		json_t *v;
-		if (!name || !json_object_get(pools, name)) {
-			snprintf(msg, ml, "no pool '%s'", name ? name : "");
-			return -ENOENT;
-		}
-		json_object_foreach(
-		    vdisks, k,
-		    v) if (!strcmp(json_string_value(json_object_get(v,
-								     "pool")),
-				   name))
-		{
-			snprintf(msg, ml, "pool '%s' holds vdisk '%s'", name,
-				 k);
-			return -EBUSY;
-		}
-		json_object_del(pools, name);
-	} else if (!strcmp(kind, "vdisk.create")) {
-		const char *pool =
-		    json_string_value(json_object_get(op, "pool"));
-		json_t *size = json_object_get(op, "size");
-		if (!name || !pool || !json_is_integer(size)) {
-			snprintf(msg, ml, "bad vdisk.create");
-			return -EINVAL;
-		}
-		if (!json_object_get(pools, pool)) {
-			snprintf(msg, ml, "no pool '%s'", pool);
-			return -ENOENT;
-		}
-		if (json_object_get(vdisks, name)) {
-			snprintf(msg, ml, "vdisk '%s' exists", name);
-			return -EEXIST;
-		}
-		json_object_set_new(vdisks, name,
-				    json_pack("{s:s, s:I, s:s, s:O}", "name",
-					      name, "id", epoch + 1, "pool",
-					      pool, "size", size));
-		*res = json_pack("{s:s, s:I}", "name", name, "id", epoch + 1);
-	} else if (!strcmp(kind, "vdisk.delete")) {
-		if (!name || !json_object_get(vdisks, name)) {
-			snprintf(msg, ml, "no vdisk '%s'", name ? name : "");
-			return -ENOENT;
-		}
-		json_object_del(vdisks, name);
-	} else if (!strcmp(kind, "node.remove")) {
-		char key[24];
-		snprintf(
-		    key, sizeof(key), "%lld",
-		    (long long)json_integer_value(json_object_get(op, "id")));
-		if (!json_object_get(nodes, key)) {
-			snprintf(msg, ml, "no node %s", key);
-			return -ENOENT;
-		}
-		json_object_del(nodes, key);
-		*res = json_pack("{s:s}", "removed", key);
-	} else {
-		snprintf(msg, ml, "unknown op '%s'", kind);
-		return -EINVAL;
-	}
-	json_object_set_new(c->map, "epoch", json_integer(epoch + 1));
-	return 0;
+	if (c->follower)
+		fop_later(c, cb, arg, -EREMOTE, NULL, 0, "%s", c->leader_api);
+	else if (c->no_quorum)
+		fop_later(c, cb, arg, -EAGAIN, NULL, 0, "no quorum");
+	return c->follower || c->no_quorum;
 }
 
 void cluster_submit(struct cluster *c, json_t *op, cluster_op_cb cb, void *arg)
@@ -226,32 +134,51 @@ void cluster_submit(struct cluster *c, json_t *op, cluster_op_cb cb, void *arg)
 	char msg[256] = "";
 	json_t *res = NULL;
 	c->submitted++;
-	if (c->follower) {
-		fop_later(c, cb, arg, -EREMOTE, NULL, 0, "%s", c->leader_api);
+	if (fake_unavailable(c, cb, arg))
 		return;
-	}
-	if (c->no_quorum) {
-		fop_later(c, cb, arg, -EAGAIN, NULL, 0, "no quorum");
+	int rc = cluster_map_apply(c->map, op, &res, msg, sizeof(msg));
+	fop_later(c, cb, arg, rc, res, 0, "%s", msg);
+}
+
+const json_t *cluster_local_map(struct cluster *c)
+{
+	return c->map;
+}
+
+/* Drains and removes at once, answering remove_ms later. */
+void cluster_remove_node(struct cluster *c, uint64_t id, const char *op_id,
+			 cluster_op_cb cb, void *arg)
+{
+	char msg[256] = "";
+	json_t *res = NULL;
+	c->submitted++;
+	if (fake_unavailable(c, cb, arg))
 		return;
+	json_t *op = json_pack("{s:s, s:I, s:s*}", "op", "node.drain", "id",
+			       (json_int_t)id, "op_id", op_id);
+	int rc = cluster_map_apply(c->map, op, &res, msg, sizeof(msg));
+	json_decref(op);
+	json_decref(res);
+	res = NULL;
+	char key[24];
+	snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+	if (!rc && !json_object_get(json_object_get(c->map, "nodes"), key)) {
+		/* a retried removal (same op_id) of a node already gone */
+		res = json_pack("{s:I}", "removed", (json_int_t)id);
+	} else if (!rc) {
+		op = json_pack("{s:s, s:I}", "op", "node.remove", "id",
+			       (json_int_t)id);
+		rc = cluster_map_apply(c->map, op, &res, msg, sizeof(msg));
+		json_decref(op);
 	}
-	const char *kind = json_string_value(json_object_get(op, "op"));
-	/* A long operation: its effect and answer come later. */
-	unsigned ms = kind && !strcmp(kind, "node.remove") ? c->remove_ms : 0;
-	int rc = fake_apply(c, op, &res, msg, sizeof(msg));
-	fop_later(c, cb, arg, rc, res, ms, "%s", msg);
+	fop_later(c, cb, arg, rc, res, c->remove_ms, "%s", msg);
 }
 
 void cluster_read(struct cluster *c, cluster_op_cb cb, void *arg)
 {
-	if (c->follower) {
-		fop_later(c, cb, arg, -EREMOTE, NULL, 0, "%s", c->leader_api);
+	if (fake_unavailable(c, cb, arg))
 		return;
-	}
-	if (c->no_quorum) {
-		fop_later(c, cb, arg, -EAGAIN, NULL, 0, "no quorum");
-		return;
-	}
-	fop_later(c, cb, arg, 0, json_deep_copy(c->map), 0, "%s", "");
+	fop_later(c, cb, arg, 0, cluster_map_public(c->map), 0, "%s", "");
 }
 
 json_t *cluster_status(struct cluster *c)

@@ -26,6 +26,7 @@
 #include "../../controller-vm/api/api_internal.h"
 #include "check.h"
 #include "fake_cluster.c"
+#include <openssl/evp.h>
 
 int failures;
 
@@ -81,11 +82,37 @@ static void start_leader(void *arg)
 {
 	char err[256];
 	(void)arg;
+	/* One cluster: the leader's map has the same credentials. */
+	json_object_set_new(E.fake2->map, "secrets",
+			    json_deep_copy(json_object_get(E.fake->map,
+							   "secrets")));
 	if (api_server_start(&E.loop, &E.cfg, E.fake2, &E.srv2, err,
 			     sizeof(err)))
 		fprintf(stderr, "second server: %s\n", err);
 	else
 		E.port2 = api_server_port(E.srv2);
+}
+
+/* A viewer token in the leader's map only. */
+#define LEADER_ONLY_TOKEN "cairn_00000000000000000000000000000000000000aa"
+static void leader_only_token(void *arg)
+{
+	(void)arg;
+	unsigned char h[32];
+	char hex[65];
+	EVP_Digest(LEADER_ONLY_TOKEN, strlen(LEADER_ONLY_TOKEN), h, NULL,
+		   EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	json_t *op = json_pack("{s:s, s:s, s:s, s:i, s:i}", "op",
+			       "auth.token.add", "hash", hex, "role", "viewer",
+			       "created", 1, "expires", 0);
+	json_t *res = NULL;
+	char msg[256];
+	CHECK_EQ(cluster_map_apply(E.fake2->map, op, &res, msg, sizeof(msg)),
+		 0);
+	json_decref(res);
+	json_decref(op);
 }
 
 static void set_no_quorum(void *on)
@@ -257,26 +284,39 @@ static long call(enum who w, const char *method, const char *path,
 
 /* ---- the tests ---- */
 
+/* The first admin account: a generated password, only its salted hash
+ * for the map; both fakes (one cluster) get it. */
 static void test_admin_init(void)
 {
-	char pw[64], again[64];
-	CHECK_EQ(api_admin_init(state, pw, sizeof(pw)), 1);
+	char pw[64];
+	json_t *h = NULL;
+	CHECK_EQ(api_admin_create(pw, sizeof(pw), &h), 0);
 	CHECK(strlen(pw) >= 20);
-	CHECK_EQ(api_admin_init(state, again, sizeof(again)), 0);
-	CHECK_EQ(again[0], 0);
 	snprintf(cur_pw, sizeof(cur_pw), "%s", pw);
-	/* Only a salted hash is on disk. */
-	char path[400], buf[4096] = "";
-	snprintf(path, sizeof(path), "%s/api-admin.json", state);
-	FILE *f = fopen(path, "r");
-	CHECK(f != NULL);
-	if (f) {
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = 0;
-		fclose(f);
-	}
-	CHECK(strstr(buf, pw) == NULL);
-	CHECK(strstr(buf, "pbkdf2") != NULL);
+	char *dump = json_dumps(h, 0);
+	CHECK(dump && !strstr(dump, pw));
+	CHECK(json_is_string(json_object_get(h, "salt")) &&
+	      json_is_string(json_object_get(h, "hash")));
+	free(dump);
+	fake_cluster_set_admin(E.fake, h);
+	fake_cluster_set_admin(E.fake2, h);
+	json_decref(h);
+	CHECK_EQ(api_admin_create(pw, 8, &h), -EINVAL);
+}
+
+static void check_admin_changed(void *arg)
+{
+	(void)arg;
+	struct api_admin a;
+	CHECK_EQ(api_admin_from_map(E.fake->map, &a), 0);
+	CHECK(!a.must_change);
+	char *dump = json_dumps(E.fake->map, 0);
+	CHECK(dump && !strstr(dump, cur_pw));
+	free(dump);
+	/* and never in what reads return */
+	json_t *pub = cluster_map_public(E.fake->map);
+	CHECK(!json_object_get(pub, "secrets"));
+	json_decref(pub);
 }
 
 static void test_password_gate(void)
@@ -346,10 +386,8 @@ static void test_password_gate(void)
 	memmove(lbody + strlen(lbody) - 2, "q\"}", 4);
 	CHECK_EQ(call(W_ADMIN, "POST", "/api/v1/password", lbody), 400);
 
-	/* The change survives a restart: the file says so. */
-	struct api_admin a;
-	CHECK_EQ(api_admin_load(state, &a), 0);
-	CHECK(!a.must_change);
+	/* The change is in the map (every node's), hash only. */
+	on_loop(check_admin_changed, NULL);
 }
 
 static void make_token(const char *role, char *out, size_t len, char *id,
@@ -445,14 +483,17 @@ static void test_tokens(void)
 void expire(void *p)
 {
 	const char *id = *(const char **)p;
-	for (size_t i = 0; i < E.srv->tokens.n; i++)
-		if (!strcmp(E.srv->tokens.v[i].id, id))
-			E.srv->tokens.v[i].expires = time(NULL) - 1;
+	json_t *t = json_object_get(
+	    json_object_get(json_object_get(E.fake->map, "secrets"),
+			    "api_tokens"),
+	    id);
+	CHECK(t != NULL);
+	json_object_set_new(t, "expires", json_integer(time(NULL) - 1));
 }
 
 /* ---- every endpoint × role ---- */
 
-enum setup { S_NONE, S_POOL, S_VDISK, S_TOKEN, S_NODE, S_PASSWORD,
+enum setup { S_NONE, S_POOL, S_VDISK, S_TOKEN, S_NODE, S_TASK, S_PASSWORD,
 	     S_PUBLIC /* no credentials needed; bad ones still get 401 */ };
 
 struct row {
@@ -476,7 +517,7 @@ static const struct row rows[] = {
      "{\"name\": \"mv%d\", \"pool\": \"base\", \"size\": 1048576}", 201, false,
      S_NONE},
     {"DELETE", "/api/v1/vdisks/%s", NULL, 200, false, S_VDISK},
-    {"GET", "/api/v1/tasks/1", NULL, 200, true, S_NONE},
+    {"GET", "/api/v1/tasks/%s", NULL, 200, true, S_TASK},
     {"POST", "/api/v1/password", "{\"password\": \"pw-number-%d-x\"}", 200,
      false, S_PASSWORD},
     {"POST", "/api/v1/tokens", "{\"role\": \"viewer\"}", 201, false, S_NONE},
@@ -524,6 +565,17 @@ static void setup_obj(enum setup s, char *obj, size_t len)
 		snprintf(obj, len, "%d",
 			 50 + uniq++); /* the task fails later */
 		break;
+	case S_TASK: { /* task ids start anywhere: make one */
+		struct resp r;
+		char path[64];
+		snprintf(path, sizeof(path), "/api/v1/nodes/%d", 50 + uniq++);
+		http(W_ADMIN, "DELETE", path, NULL, &r);
+		snprintf(obj, len, "%lld",
+			 (long long)json_integer_value(json_object_get(
+			     json_object_get(r.json, "task"), "id")));
+		resp_free(&r);
+		break;
+	}
 	default:
 		break;
 	}
@@ -788,24 +840,50 @@ static json_t *wait_task(const char *loc)
 static void test_tasks(void)
 {
 	struct resp r;
-	/* The fake has nodes 1-3: RF3 fits, then remove node 3. */
+	/* The fake has nodes 1-3: RF3 fits, and then node 3 cannot go. */
 	CHECK_EQ(call(W_ADMIN, "POST", "/api/v1/pools",
 		      "{\"name\": \"rf3a\", \"policy\": {\"replicas\": 3}}"),
 		 201);
 	http(W_ADMIN, "DELETE", "/api/v1/nodes/3", NULL, &r);
 	EXPECT(&r, 202);
-	json_t *task = json_object_get(r.json, "task");
-	CHECK(!strcmp(json_string_value(json_object_get(task, "state")) ?: "",
-		      "running"));
-	CHECK(!strncmp(r.location, "/api/v1/tasks/", 14));
 	char loc[512];
 	snprintf(loc, sizeof(loc), "%s", r.location);
 	resp_free(&r);
 	json_t *t = wait_task(loc);
 	CHECK(!strcmp(json_string_value(json_object_get(t, "state")) ?: "",
+		      "failed"));
+	CHECK(strstr(json_string_value(json_object_get(t, "error")) ?: "",
+		     "too few"));
+	json_decref(t);
+	CHECK_EQ(call(W_ADMIN, "DELETE", "/api/v1/pools/rf3a", NULL), 200);
+	/* Now it can; with an Idempotency-Key, a retry gets the first
+	 * result (the node is gone: no second removal, no "no node"). */
+	http(W_ADMIN, "DELETE", "/api/v1/nodes/3",
+	     &(struct opts){.header = "Idempotency-Key: rm-3"}, &r);
+	EXPECT(&r, 202);
+	json_t *task = json_object_get(r.json, "task");
+	CHECK(!strcmp(json_string_value(json_object_get(task, "state")) ?: "",
+		      "running"));
+	CHECK(!strncmp(r.location, "/api/v1/tasks/", 14));
+	snprintf(loc, sizeof(loc), "%s", r.location);
+	resp_free(&r);
+	t = wait_task(loc);
+	CHECK(!strcmp(json_string_value(json_object_get(t, "state")) ?: "",
 		      "done"));
 	CHECK(json_real_value(json_object_get(t, "progress")) == 1.0);
 	CHECK(json_is_object(json_object_get(t, "result")));
+	json_decref(t);
+	CHECK_EQ(call(W_ADMIN, "POST", "/api/v1/pools",
+		      "{\"name\": \"rf3a\", \"policy\": {\"replicas\": 3}}"),
+		 409);
+	http(W_ADMIN, "DELETE", "/api/v1/nodes/3",
+	     &(struct opts){.header = "Idempotency-Key: rm-3"}, &r);
+	EXPECT(&r, 202);
+	snprintf(loc, sizeof(loc), "%s", r.location);
+	resp_free(&r);
+	t = wait_task(loc);
+	CHECK(!strcmp(json_string_value(json_object_get(t, "state")) ?: "",
+		      "done"));
 	json_decref(t);
 
 	http(W_ADMIN, "POST", "/api/v1/pools",
@@ -849,6 +927,71 @@ static void test_tasks(void)
 	CHECK_EQ(json_integer_value(json_object_get(r.json, "size")),
 		 10737418240LL);
 	CHECK(json_integer_value(json_object_get(r.json, "id")) > 0);
+	resp_free(&r);
+}
+
+/* ---- idempotent retries ---- */
+
+static json_int_t map_epoch(void)
+{
+	struct resp r;
+	http(W_VIEWER, "GET", "/api/v1/cluster", NULL, &r);
+	json_int_t e = json_integer_value(
+	    json_object_get(json_object_get(r.json, "map"), "epoch"));
+	resp_free(&r);
+	return e;
+}
+
+static void test_idempotent(void)
+{
+	struct resp r;
+	const char *body = "{\"name\": \"idem\", \"pool\": \"base\", "
+			   "\"size\": 4096}";
+	struct opts o = {.header = "Idempotency-Key: cli-0001", .body = body};
+	http(W_ADMIN, "POST", "/api/v1/vdisks", &o, &r);
+	EXPECT(&r, 201);
+	json_int_t id = json_integer_value(json_object_get(r.json, "id"));
+	resp_free(&r);
+	json_int_t e = map_epoch();
+	/* The retry (after a lost answer): the first result, no change. */
+	http(W_ADMIN, "POST", "/api/v1/vdisks", &o, &r);
+	EXPECT(&r, 201);
+	CHECK_EQ(json_integer_value(json_object_get(r.json, "id")), id);
+	resp_free(&r);
+	CHECK_EQ(map_epoch(), e);
+	/* Without the key it is a new request: it exists. */
+	CHECK_EQ(call(W_ADMIN, "POST", "/api/v1/vdisks", body), 409);
+	/* A key reused for another operation is refused. */
+	o.body = "{\"name\": \"idem2\", \"policy\": {\"replicas\": 1}}";
+	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/pools", &o, &r), 400);
+	CHECK(r.body && strstr(r.body, "different operation"));
+	resp_free(&r);
+	/* Malformed keys. */
+	static const char *const bad[] = {
+	    "Idempotency-Key: has space", "Idempotency-Key: a/b",
+	    "Idempotency-Key: "
+	    "0123456789012345678901234567890123456789012345678901234567890123"
+	    "4"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o.header = bad[i];
+		CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/vdisks", &o, &r), 400);
+		CHECK(!strcmp(err_code(&r), "bad_request"));
+		resp_free(&r);
+	}
+	/* A deletion retried: deleted once, the retry answers the same. */
+	o = (struct opts){.header = "Idempotency-Key: del-idem"};
+	CHECK_EQ(http(W_ADMIN, "DELETE", "/api/v1/vdisks/idem", &o, &r), 200);
+	resp_free(&r);
+	CHECK_EQ(http(W_ADMIN, "DELETE", "/api/v1/vdisks/idem", &o, &r), 200);
+	resp_free(&r);
+	CHECK_EQ(call(W_ADMIN, "DELETE", "/api/v1/vdisks/idem", NULL), 404);
+	/* A token's secret is shown once: a replayed create says so. */
+	o = (struct opts){.header = "Idempotency-Key: tok-idem",
+			  .body = "{\"role\": \"viewer\"}"};
+	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/tokens", &o, &r), 201);
+	resp_free(&r);
+	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/tokens", &o, &r), 409);
+	CHECK(r.body && strstr(r.body, "shown only once"));
 	resp_free(&r);
 }
 
@@ -912,6 +1055,14 @@ static void test_follower(void)
 		      "{\"name\": \"fv\", \"policy\": {\"replicas\": 1}}"),
 		 403);
 	CHECK_EQ(call(W_NONE, "GET", "/api/v1/pools", NULL), 401);
+	/* Credentials this follower has not applied yet (a token made on
+	 * the leader): it lets the leader decide. */
+	on_loop(leader_only_token, NULL);
+	char auth[128];
+	snprintf(auth, sizeof(auth), "Bearer %s", LEADER_ONLY_TOKEN);
+	http(W_NONE, "GET", "/api/v1/pools", &(struct opts){.auth = auth}, &r);
+	EXPECT(&r, 200);
+	resp_free(&r);
 	/* A long operation on the leader; its task is polled there. */
 	http(W_ADMIN, "DELETE", "/api/v1/nodes/1", NULL, &r);
 	EXPECT(&r, 202);
@@ -1090,12 +1241,17 @@ static void test_cli(void)
 	CLI(0, "pool delete clip");
 	CLI(0, "node list");
 	CHECK(strstr(out, "node1") != NULL);
-	CLI(0, "node remove 2 --wait");
-	CHECK(strstr(out, "done") != NULL);
+	/* Two nodes left and pool "base" wants two copies: refused. */
 	CLI(1, "node remove 2 --wait");
-	CHECK(strstr(out, "failed") != NULL);
+	CHECK(strstr(out, "failed") && strstr(out, "too few"));
+	CLI(1, "node remove 9 --wait");
+	CHECK(strstr(out, "failed") && strstr(out, "no node"));
+	char show[64];
+	unsigned long long tid = 0;
+	CHECK(sscanf(out, "task %llu:", &tid) == 1);
 	CLI(1, "task show 99999");
-	CLI(1, "task show 1"); /* a failed task is an error */
+	snprintf(show, sizeof(show), "task show %llu", tid);
+	CLI(1, show); /* a failed task is an error */
 	CHECK(strstr(out, "failed") && strstr(out, "no node"));
 	CLI(2, "task show x");
 	CLI(2, "frobnicate now");
@@ -1187,13 +1343,13 @@ int main(void)
 		return 1;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	test_admin_init();
 
 	uv_loop_init(&E.loop);
 	uv_async_init(&E.loop, &E.async, on_async);
 	sem_init(&E.done, 0, 0);
 	E.fake = fake_cluster_new(&E.loop, 3);
 	E.fake2 = fake_cluster_new(&E.loop, 3);
+	test_admin_init();
 	struct api_config cfg = {.listen = "127.0.0.1:0",
 				 .cert_file = cert,
 				 .key_file = key,
@@ -1260,6 +1416,7 @@ static void *client_main(void *arg)
 		{"endpoint x role", test_matrix},
 		{"bad input", test_bad_input},
 		{"tasks", test_tasks},
+		{"idempotent", test_idempotent},
 		{"follower", test_follower},
 		{"metrics, openapi", test_docs},
 		{"cli", test_cli},

@@ -39,6 +39,130 @@ static int apply(json_t *map, const char *op_json)
 	"{\"op\":\"node.add\",\"id\":" #id ",\"name\":\"n" #id            \
 	"\",\"raft\":\"127.0.0.1:1\",\"api\":\"a\",\"domain\":" #dom "}"
 
+#define SALT "\"00112233445566778899aabbccddeeff\""
+#define HASH                                                                   \
+	"\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""
+
+/* Credentials: shapes checked, hashes only, tokens named by the map. */
+static void test_auth(json_t *m)
+{
+	CHECK_EQ(apply(m, "{\"op\":\"auth.password\",\"salt\":" SALT
+			  ",\"hash\":\"short\",\"iterations\":1}"),
+		 -EINVAL);
+	CHECK_EQ(apply(m, "{\"op\":\"auth.password\",\"salt\":" SALT
+			  ",\"hash\":" HASH ",\"iterations\":0}"),
+		 -EINVAL);
+	CHECK_EQ(apply(m, "{\"op\":\"auth.password\",\"salt\":" SALT
+			  ",\"hash\":" HASH ",\"iterations\":600000}"),
+		 0);
+	json_t *a = json_object_get(json_object_get(m, "secrets"), "admin");
+	CHECK(json_is_false(json_object_get(a, "must_change")));
+	const char *add = "{\"op\":\"auth.token.add\",\"hash\":" HASH
+			  ",\"role\":\"viewer\",\"created\":1,\"expires\":0}";
+	CHECK_EQ(apply(m, add), 0);
+	CHECK_EQ(apply(m, add), -EEXIST); /* the same secret twice */
+	CHECK_EQ(apply(m, "{\"op\":\"auth.token.add\",\"hash\":\"ab\","
+			  "\"role\":\"viewer\",\"created\":1,\"expires\":0}"),
+		 -EINVAL);
+	CHECK_EQ(apply(m, "{\"op\":\"auth.token.add\",\"hash\":" HASH
+			  ",\"role\":\"root\",\"created\":1,\"expires\":0}"),
+		 -EINVAL);
+	json_t *toks = json_object_get(json_object_get(m, "secrets"),
+				       "api_tokens");
+	CHECK(json_object_get(toks, "tk1") != NULL);
+	CHECK_EQ(apply(m, "{\"op\":\"auth.token.revoke\",\"id\":\"tk1\"}"),
+		 0);
+	CHECK_EQ(apply(m, "{\"op\":\"auth.token.revoke\",\"id\":\"tk1\"}"),
+		 -ENOENT);
+	/* ids are not reused */
+	CHECK_EQ(apply(m, add), 0);
+	CHECK(json_object_get(toks, "tk2") != NULL);
+}
+
+static int apply_raw(json_t *map, const char *op_json, json_t **res)
+{
+	char msg[256];
+	json_t *op = json_loads(op_json, 0, NULL);
+	int rc = cluster_map_apply(map, op, res, msg, sizeof(msg));
+	json_decref(op);
+	return rc;
+}
+
+/* A retried operation (same op_id) gets the first result and changes
+ * nothing; the memory is bounded. */
+static void test_op_ids(json_t *m)
+{
+	json_t *r1 = NULL, *r2 = NULL;
+	const char *op = "{\"op\":\"vdisk.create\",\"name\":\"idem\","
+			 "\"pool\":\"e\",\"size\":4096,\"op_id\":\"k-1\"}";
+	CHECK_EQ(apply_raw(m, op, &r1), 0);
+	json_t *before = json_deep_copy(m);
+	CHECK_EQ(apply_raw(m, op, &r2), 0);
+	CHECK(json_equal(r1, r2));
+	CHECK(json_equal(before, m));
+	json_decref(before);
+	json_decref(r1);
+	json_decref(r2);
+	/* the same id for another kind of operation */
+	CHECK_EQ(apply(m, "{\"op\":\"pool.delete\",\"name\":\"e\","
+			  "\"op_id\":\"k-1\"}"),
+		 -EINVAL);
+	CHECK_EQ(apply(m, "{\"op\":\"vdisk.delete\",\"name\":\"idem\","
+			  "\"op_id\":\"bad id\"}"),
+		 -EINVAL);
+	/* a refused operation is not remembered: a retry is checked again */
+	CHECK_EQ(apply(m, "{\"op\":\"vdisk.delete\",\"name\":\"nope\","
+			  "\"op_id\":\"k-2\"}"),
+		 -ENOENT);
+	CHECK(!json_object_get(json_object_get(m, "op_ids"), "k-2"));
+	/* bounded: the oldest are forgotten */
+	char buf[160];
+	for (int i = 0; i < CLUSTER_MAP_OP_IDS + 10; i++) {
+		json_t *r = NULL;
+		snprintf(buf, sizeof(buf),
+			 "{\"op\":\"vdisk.create\",\"name\":\"b%d\","
+			 "\"pool\":\"e\",\"size\":4096,\"op_id\":\"b-%d\"}",
+			 i, i);
+		CHECK_EQ(apply_raw(m, buf, &r), 0);
+		json_decref(r);
+	}
+	CHECK_EQ(json_object_size(json_object_get(m, "op_ids")),
+		 CLUSTER_MAP_OP_IDS);
+	CHECK(!json_object_get(json_object_get(m, "op_ids"), "k-1"));
+	CHECK(json_object_get(json_object_get(m, "op_ids"), "b-1033") != NULL);
+}
+
+/* Removal: drain (refused when a pool would not fit, or for the last
+ * node), then leave, then out of the map; draining nodes take no new
+ * placements. */
+static void test_remove(void)
+{
+	json_t *m = cluster_map_new();
+	CHECK_EQ(apply(m, NODE(1, 1)), 0);
+	CHECK_EQ(apply(m, "{\"op\":\"node.drain\",\"id\":1}"), -EBUSY);
+	CHECK_EQ(apply(m, NODE(2, 2)), 0);
+	CHECK_EQ(apply(m, NODE(3, 3)), 0);
+	CHECK_EQ(apply(m, "{\"op\":\"pool.create\",\"name\":\"r2\","
+			  "\"policy\":{\"replicas\":2}}"),
+		 0);
+	CHECK_EQ(apply(m, "{\"op\":\"node.leave\",\"id\":3}"), -EINVAL);
+	CHECK_EQ(apply(m, "{\"op\":\"node.drain\",\"id\":3}"), 0);
+	CHECK_EQ(apply(m, "{\"op\":\"node.drain\",\"id\":3}"), -EALREADY);
+	/* two fault domains left: RF3 is refused now */
+	CHECK_EQ(apply(m, "{\"op\":\"pool.create\",\"name\":\"r3\","
+			  "\"policy\":{\"replicas\":3}}"),
+		 -ENOSPC);
+	/* 3 drains, 2 would be left with one domain for r2 */
+	CHECK_EQ(apply(m, "{\"op\":\"node.drain\",\"id\":2}"), -ENOSPC);
+	CHECK_EQ(apply(m, "{\"op\":\"node.drain\",\"id\":9}"), -ENOENT);
+	CHECK_EQ(apply(m, "{\"op\":\"node.leave\",\"id\":3}"), 0);
+	json_t *n3 = json_object_get(json_object_get(m, "nodes"), "3");
+	CHECK(json_is_true(json_object_get(n3, "leaving")));
+	CHECK_EQ(apply(m, "{\"op\":\"node.remove\",\"id\":3}"), 0);
+	CHECK_EQ(json_object_size(json_object_get(m, "nodes")), 2);
+	json_decref(m);
+}
+
 int main(void)
 {
 	json_t *m = cluster_map_new();
@@ -150,10 +274,16 @@ int main(void)
 			  "\"now\":1,\"expires\":2}"),
 		 -EINVAL);
 
-	/* the public map hides the secrets */
+	test_auth(m);
+	test_op_ids(m);
+	test_remove();
+
+	/* the public map hides the secrets and the op ids */
 	json_t *pub = cluster_map_public(m);
 	CHECK(json_object_get(m, "secrets") != NULL);
 	CHECK(json_object_get(pub, "secrets") == NULL);
+	CHECK(json_object_get(m, "op_ids") != NULL);
+	CHECK(json_object_get(pub, "op_ids") == NULL);
 	json_decref(pub);
 	json_decref(m);
 	if (failures) {
