@@ -32,20 +32,9 @@ usage() {
 	exit 2
 }
 
-# Stop PID if it is a cairnd: SIGTERM, then SIGKILL after STOP_TIMEOUT.
-stop_cairnd() {
-	local pid=$1 i
-	[[ $(cat "/proc/$pid/comm" 2>/dev/null) == cairnd ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-		[[ $(cat "/proc/$pid/comm" 2>/dev/null) == cairnd ]] || return 0
-		[[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]] &&
-			return 0
-		sleep 0.1
-	done
-	echo "demo-cluster: cairnd $pid did not stop in ${STOP_TIMEOUT}s; killing it" >&2
-	kill -KILL "$pid" 2>/dev/null || true
-}
+# stop_cairnd PID (SIGTERM, SIGKILL after STOP_TIMEOUT): the demo scripts'
+# one copy (demo.sh can source it too).
+. "$(dirname "${BASH_SOURCE[0]}")/lib_demo.sh"
 
 stop_cluster() {
 	local dir=$1/cluster i pid

@@ -371,8 +371,12 @@ static void cmd_cluster_status(void)
 		printf("epoch:        %lld\n",
 		       (long long)json_integer_value(
 			   json_object_get(map, "epoch")));
-		printf("nodes:        %zu\n",
-		       json_object_size(json_object_get(map, "nodes")));
+		json_t *sv, *servers = json_object_get(st, "servers");
+		size_t i, voters = 0;
+		json_array_foreach(servers, i, sv) voters +=
+		    !strcmp(str(sv, "role"), "voter");
+		printf("nodes:        %zu (%zu voters)\n",
+		       json_object_size(json_object_get(map, "nodes")), voters);
 		printf("pools:        %zu\n",
 		       json_object_size(json_object_get(map, "pools")));
 		printf("vdisks:       %zu\n",
