@@ -527,6 +527,14 @@ static void cluster__transferred(struct raft_transfer *req)
 	c->removing = false;
 }
 
+static void cluster__leave_barrier(struct raft_barrier *req, int status)
+{
+	struct cluster *c = req->data;
+	c->removing = false;
+	if (!status)
+		c->leave_index = c->raft.commit_index;
+}
+
 static void cluster__remove_submit(struct cluster *c, const char *op,
 				   raft_id id)
 {
@@ -582,11 +590,15 @@ static void cluster__remove_step(struct cluster *c)
 		c->removing = false;
 		cluster__remove_submit(c, "node.leave", x);
 		return;
+	} else if (!c->leave_index) {
+		/* Let the node apply its node.leave first, so that it knows
+		 * it was removed (it no longer hears from us after): an entry
+		 * appended after node.leave committed reaches it with a commit
+		 * index that covers node.leave. */
+		c->leave_barrier.data = c;
+		rv = raft_barrier(&c->raft, &c->leave_barrier,
+				  cluster__leave_barrier);
 	} else {
-		/* Let the node hold its node.leave entry first, so that it
-		 * knows it was removed (it no longer hears from us after). */
-		if (!c->leave_index)
-			c->leave_index = c->raft.commit_index;
 		if (c->raft.leader_state.progress[i].match_index <
 			    c->leave_index &&
 		    ++c->leave_waits < CLUSTER_LEAVE_WAITS) {

@@ -31,6 +31,7 @@ struct cluster {
 	bool removing;
 	struct raft_change remove_change;
 	struct raft_transfer transfer;
+	struct raft_barrier leave_barrier;
 	raft_index leave_index;
 	unsigned leave_waits;
 	struct cluster_removal *removals;

@@ -356,6 +356,65 @@ static unsigned voters(struct env *e)
 	return v;
 }
 
+/* Removes node i through the leader; want: 0 or the refusal. On success
+ * the node refuses cluster work, is stopped, and the model learns the
+ * removal as the map did (drain, leave, remove). */
+static void remove_node(struct env *e, int i, int want)
+{
+	int l = wait_leader(e, 10);
+	CHECK(l >= 0);
+	json_int_t epoch0 = json_integer_value(
+	    json_object_get(cluster_local_map(e->n[l].c), "epoch"));
+	struct result r = {0};
+	char op_id[32];
+	snprintf(op_id, sizeof(op_id), "rm-%d", i + 1);
+	cluster_remove_node(e->n[l].c, e->n[i].cfg.id, op_id, op_cb, &r);
+	CHECK(run_until(e, &r.done, 40));
+	if (r.status != want)
+		fprintf(stderr, "remove node %d: %d %s\n", i + 1, r.status,
+			r.msg);
+	CHECK_EQ(r.status, want);
+	json_decref(r.res);
+	if (want) {
+		CHECK(strstr(r.msg, "too few") != NULL);
+		CHECK_EQ(json_integer_value(json_object_get(
+			     cluster_local_map(e->n[l].c), "epoch")),
+			 epoch0);
+		return;
+	}
+	/* the removed node knows, and says so */
+	json_t *st = NULL;
+	for (double end = now() + 10; now() < end; run_for(e, 0.05)) {
+		json_decref(st);
+		st = cluster_status(e->n[i].c);
+		if (json_is_true(json_object_get(st, "removed")))
+			break;
+	}
+	CHECK(json_is_true(json_object_get(st, "removed")));
+	json_decref(st);
+	memset(&r, 0, sizeof(r));
+	json_t *op = json_pack("{s:s, s:s}", "op", "vdisk.delete", "name", "x");
+	cluster_submit(e->n[i].c, op, op_cb, &r);
+	json_decref(op);
+	CHECK(r.done && r.status == -EIDRM);
+	json_decref(r.res);
+	node_stop(e, i);
+	static const char *const steps[] = {"node.drain", "node.leave",
+					    "node.remove"};
+	for (int k = 0; k < 3; k++) {
+		json_t *res = NULL, *o = json_pack("{s:s, s:I}", "op", steps[k],
+						   "id",
+						   (json_int_t)e->n[i].cfg.id);
+		char msg[256];
+		CHECK_EQ(cluster_map_apply(e->model, o, &res, msg, sizeof(msg)),
+			 0);
+		json_decref(res);
+		json_decref(o);
+	}
+	e->ops_checked += 3;
+	CHECK(wait_converged(e, 20));
+}
+
 static void setup(struct env *e)
 {
 	memset(e, 0, sizeof(*e));
@@ -573,9 +632,41 @@ int main(void)
 	json_decref(pub);
 	json_decref(r.res);
 
+	/* Remove the leader, then a follower: each drains, leaves and is
+	 * gone from every other map; it refuses cluster work. Then a
+	 * removal the RF3 pool cannot take is refused. */
+	double tr = now();
+	l = wait_leader(&e, 10);
+	remove_node(&e, l, 0);
+	int l3 = wait_leader(&e, 15);
+	CHECK(l3 >= 0 && l3 != l);
+	CHECK_EQ(voters(&e), 4); /* 5 - 1: none demoted */
+	int fo = -1;
+	for (int i = 0; i < N; i++)
+		if (e.n[i].c && i != l3)
+			fo = i;
+	remove_node(&e, fo, 0);
+	CHECK(wait_converged(&e, 15));
+	CHECK_EQ(voters(&e), 3);
+	int nl = wait_leader(&e, 10);
+	for (int i = 0; i < N; i++)
+		if (e.n[i].c && i != nl) {
+			remove_node(&e, i, -ENOSPC); /* rf3: 3 domains left */
+			break;
+		}
+	CHECK_EQ(submit(&e,
+			json_pack("{s:s, s:s, s:s, s:I}", "op", "vdisk.create",
+				  "pool", "rf3", "name", "after-remove", "size",
+				  (json_int_t)4096),
+			15),
+		 0);
+	CHECK(wait_converged(&e, 15));
+	double removals = now() - tr;
+
 	printf("cluster: %u operations checked against the model; leader "
-	       "recovered %.2fs after a kill; whole run %.1fs\n",
-	       e.ops_checked, recovery, now() - t0);
+	       "recovered %.2fs after a kill; two removals (leader, "
+	       "follower) and a refusal %.1fs; whole run %.1fs\n",
+	       e.ops_checked, recovery, removals, now() - t0);
 	for (int i = 0; i < N; i++)
 		if (e.n[i].c)
 			node_stop(&e, i);
