@@ -1191,6 +1191,14 @@ static int run_cli(const char *extra_env, const char *args, char *out,
 		CHECK_EQ(got_, rc);                                            \
 	} while (0)
 
+static void *leader_back_later(void *arg)
+{
+	(void)arg;
+	usleep(700 * 1000);
+	on_loop(set_follower, NULL);
+	return NULL;
+}
+
 static void test_cli(void)
 {
 	char exe[512], out[8192], pwfile[400];
@@ -1281,6 +1289,21 @@ static void test_cli(void)
 	CLI(0, "pool list");
 	CHECK(strstr(out, "fw") != NULL); /* made on the leader earlier */
 	on_loop(set_follower, NULL);
+	/* Between leaders the CLI retries (with one Idempotency-Key) until a
+	 * leader answers; a node it cannot reach is skipped for the next one
+	 * of API_URL's list. */
+	on_loop(set_follower, "");
+	pthread_t th;
+	pthread_create(&th, NULL, leader_back_later, NULL);
+	CLI(0, "pool create retried --replicas 1");
+	pthread_join(th, NULL);
+	CLI(1, "pool create retried --replicas 1");
+	CHECK(strstr(out, "exists") != NULL);
+	char urls[128];
+	snprintf(urls, sizeof(urls),
+		 "API_URL=https://localhost:1,https://localhost:%d", E.port);
+	CHECK_EQ(run_cli(urls, "pool list", out, sizeof(out)), 0);
+	CHECK(strstr(out, "retried") != NULL);
 	/* Last: a new password, written back to ADMIN_PASSWORD_FILE. */
 	CLI(0, "password change --generate");
 	CLI(0, "cluster status");
