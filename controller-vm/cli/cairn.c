@@ -399,12 +399,16 @@ static void cmd_list(const char *what)
 	}
 	json_t *l = json_object_get(j, what);
 	if (!strcmp(what, "nodes")) {
-		printf("%-6s %-20s %-8s %s\n", "ID", "NAME", "DOMAIN", "API");
+		printf("%-6s %-20s %-8s %-10s %s\n", "ID", "NAME", "DOMAIN",
+		       "STATE", "API");
 		json_array_foreach(l, i, v) printf(
-		    "%-6lld %-20s %-8lld %s\n",
+		    "%-6lld %-20s %-8lld %-10s %s\n",
 		    (long long)json_integer_value(json_object_get(v, "id")),
 		    str(v, "name"),
 		    (long long)json_integer_value(json_object_get(v, "domain")),
+		    json_is_true(json_object_get(v, "leaving"))    ? "leaving"
+		    : json_is_true(json_object_get(v, "draining")) ? "draining"
+								   : "active",
 		    str(v, "api"));
 	} else if (!strcmp(what, "pools")) {
 		printf("%-24s %s\n", "NAME", "POLICY");
