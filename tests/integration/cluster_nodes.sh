@@ -276,6 +276,18 @@ code=$(curl_api $F GET /api/v1/cluster)
 	fail "the removed node $F answers $code: $(cat "$T/body")"
 use $L
 "$CAIRN" vdisk create v3 --pool rf3 --size 1G >/dev/null || fail "vdisk create after removing a follower"
+# Restarted, it still knows it was removed (its log replays) and stays out.
+stop_node $F
+start_node $F || fail "the removed node $F does not restart: $(tail -3 "$T/n$F.log")"
+code=
+for _ in $(seq 50); do
+	code=$(curl_api $F GET /api/v1/nodes) && [[ $code == 410 ]] && break
+	sleep 0.2
+done
+[[ $code == 410 ]] || fail "the restarted removed node answers $code: $(cat "$T/body")"
+use $L
+"$CAIRN" vdisk create v3b --pool rf3 --size 1G >/dev/null || fail "the restarted removed node disturbs the cluster"
+wait_nodes $L 3
 stop_node $F
 
 step "a removal that would break RF3 is refused, nothing changes"
