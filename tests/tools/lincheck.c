@@ -86,6 +86,7 @@ struct lc_history {
 	/* what was read */
 	size_t records, creates, deletes, lists;
 	size_t definite, indeterminate, dropped_reads;
+	size_t no_effect; /* refused before anything was sent or submitted */
 };
 
 static int64_t lc_now(void)
@@ -206,6 +207,16 @@ static int lc_record(struct lc_history *h, json_t *j, char *err,
 	if (k != LC_READ && !name) {
 		snprintf(err, errlen, "%s without a name", opn);
 		return -EINVAL;
+	}
+	/* Certainly no effect: never sent, or refused by a node that knows no
+	 * leader before anything was submitted (503 no_leader, docs/api.md).
+	 * Such an op is as if it had not been issued. */
+	if (json_is_false(json_object_get(j, "sent")) ||
+	    (json_integer_value(jst) == 503 && code &&
+	     !strcmp(code, "no_leader"))) {
+		h->records++;
+		h->no_effect++;
+		return 0;
 	}
 	struct lc_op op = {.inv = json_integer_value(jinv),
 			   .kind = k,
@@ -710,11 +721,12 @@ static int lc_cmd_check(int argc, char **argv)
 		lc_history_free(&h);
 		return 2;
 	}
-	printf("lincheck: %zu ops (%zu create, %zu delete, %zu list): "
-	       "%zu definite, %zu indeterminate create/delete, %zu "
-	       "indeterminate lists dropped\n",
-	       h.records, h.creates, h.deletes, h.lists, h.definite,
-	       h.indeterminate, h.dropped_reads);
+	printf("lincheck: %zu ops (%zu create, %zu delete, %zu list, %zu "
+	       "refused before anything was sent or submitted): %zu definite, "
+	       "%zu indeterminate create/delete, %zu indeterminate lists "
+	       "dropped\n",
+	       h.records, h.creates, h.deletes, h.lists, h.no_effect,
+	       h.definite, h.indeterminate, h.dropped_reads);
 	struct lc_totals t;
 	enum lc_verdict v = lc_check_all(&h, true, &t);
 	printf("lincheck: result: %s (%zu names, %zu ops checked, %zu "
@@ -793,6 +805,13 @@ static const struct lc_case lc_cases[] = {
     {"one indeterminate create cannot be used twice", false,
      R(0, "create", "a", 0, 5, 0) L(1, 10, 20, "\"a\"")
 	 R(1, "delete", "a", 30, 40, 200) L(1, 50, 60, "\"a\"")},
+    {"a create never sent cannot explain a present name", false,
+     "{\"w\":0,\"op\":\"create\",\"name\":\"a\",\"inv\":0,\"ret\":5,"
+     "\"status\":0,\"sent\":false}\n" L(1, 10, 20, "\"a\"")},
+    {"a create refused with no_leader cannot explain a present name", false,
+     RC(0, "create", "a", 0, 5, 503, "no_leader") L(1, 10, 20, "\"a\"")},
+    {"a create refused as unavailable may have been committed", true,
+     RC(0, "create", "a", 0, 5, 503, "unavailable") L(1, 10, 20, "\"a\"")},
     {"a name vanishes with no delete", false,
      R(0, "create", "a", 0, 10, 201) RC(0, "create", "a", 0, 20, 409, "exists")
 	 L(1, 30, 40, "")},
@@ -1013,6 +1032,9 @@ static json_t *lc_request(struct lc_worker *w, CURL *c, const char *method,
 		json_object_set_new(rec, "code", json_string(code));
 	if (cc != CURLE_OK)
 		json_object_set_new(rec, "curl", json_string(curl_easy_strerror(cc)));
+	/* Nothing reached the server: the op certainly had no effect. */
+	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST)
+		json_object_set_new(rec, "sent", json_false());
 	return j;
 }
 
