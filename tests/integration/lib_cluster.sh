@@ -195,6 +195,12 @@ cl_stop() {
 	local rc=0
 	[[ -n ${CL_PID[$1]:-} ]] || fail "node $1 is not running"
 	kill -TERM "${CL_PID[$1]}"
+	for _ in $(seq $((CAIRND_STOP_TIMEOUT * 10))); do
+		kill -0 "${CL_PID[$1]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "${CL_PID[$1]}" 2>/dev/null &&
+		fail "node $1 still running ${CAIRND_STOP_TIMEOUT}s after SIGTERM"
 	wait "${CL_PID[$1]}" || rc=$?
 	CL_PID[$1]=
 	((rc == 0)) || fail "node $1 exited with status $rc: $(tail -5 "$T/n$1.log")"
@@ -273,8 +279,9 @@ cl_form() {
 	fail "cluster formed with ${voters:-?} voters, want $want"
 }
 
-# cl_segment I: which segment (bridge) node I is on.
-cl_partition() { # cl_partition "I J ..." ["K ..."]: each group on its own segment
+# cl_partition "I J ..." ["K ..."]: each group of nodes on a segment (bridge)
+# of its own; the nodes not named stay on br0.
+cl_partition() {
 	local g=0 grp i hub
 	hub=$(cl_hub)
 	for grp in "$@"; do
