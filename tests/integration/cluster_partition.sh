@@ -72,14 +72,21 @@ refuses() {
 # majority_serves "NODES" NOTLEADER T0 WHAT: the majority has a leader
 # (other than NOTLEADER when given) and accepts a change through each node.
 majority_serves() {
-	local nodes=$1 not=$2 t0=$3 what=$4 l i d
+	local nodes=$1 not=$2 t0=$3 what=$4 l i d k out
 	l=$(cl_wait_leader "$nodes" "$not") || fail "$what: no leader among $nodes"
 	d=$(cl_since "$t0")
 	RECOVERY+=("$what: $d s")
 	echo "$what: leader $l answers after $d s"
 	for i in $nodes; do
-		cl_cli "$i" vdisk create "maj-$what-$i" --pool lc --size 1G >/dev/null ||
-			fail "$what: the majority refused a change through node $i"
+		# Liveness, not a first-try assertion: a node may learn of the
+		# new leader a heartbeat after the others. A retry that finds
+		# the vdisk made it (an attempt that timed out had committed).
+		for k in $(seq 20); do
+			out=$(cl_cli "$i" vdisk create "maj-$what-$i" --pool lc --size 1G 2>&1) && break
+			((k > 1)) && [[ $out == *"HTTP 409"* ]] && break
+			sleep 0.5
+		done
+		[[ $k -lt 20 ]] || fail "$what: the majority refused a change through node $i: $out"
 	done
 	LEADER=$l
 }
@@ -124,10 +131,28 @@ all_same_epoch() {
 	echo "all $N nodes answer epoch $ref"
 }
 
+# behind I E0 WHO: lets the clients change the map through node I until
+# its epoch is 128 past E0, so that WHO (cut off or down since E0) is
+# further behind than the 32 log entries a snapshot keeps and must catch up
+# from a snapshot. Not an assertion: gives up after 60 s and says so.
+behind() {
+	local i=$1 e0=$2 who=$3 e=0
+	for _ in $(seq 120); do
+		e=$(cl_field "$i" "s['epoch']") || e=0
+		((e >= e0 + 128)) && break
+		sleep 0.5
+	done
+	if ((e >= e0 + 128)); then
+		echo "$who is $((e - e0)) changes behind (past the 32 trailing entries)"
+	else
+		echo "note: $who is only $((e - e0)) changes behind after 60 s"
+	fi
+}
+
 # partition_round WHAT WITH_LEADER: cut a minority off (holding the leader
 # or not), check both sides, heal, check convergence.
 partition_round() {
-	local what=$1 with=$2 minority=() majority=() i t0 e
+	local what=$1 with=$2 minority=() majority=() i t0 e e0
 	L=$(cl_wait_leader "$(all_nodes)") || fail "no leader before $what"
 	((with)) && minority=("$L")
 	for ((i = 1; i <= N && ${#minority[@]} < MINORITY; i++)); do
@@ -137,6 +162,7 @@ partition_round() {
 		[[ " ${minority[*]} " == *" $i "* ]] || majority+=("$i")
 	done
 	step "$what: partition {${minority[*]}} from {${majority[*]}} (leader $L)"
+	e0=$(cl_field "$L" "s['epoch']") || fail "no status"
 	t0=$(cl_now)
 	cl_partition "${minority[*]}"
 	if ((with)); then
@@ -146,7 +172,7 @@ partition_round() {
 		[[ $LEADER == "$L" ]] || echo "note: the majority changed leader ($L -> $LEADER)"
 	fi
 	for i in "${minority[@]}"; do refuses "$i"; done
-	sleep 2 # let the clients work on both sides for a while
+	behind "${majority[0]}" "$e0" "the minority"
 	e=$(cl_field "${majority[0]}" "s['epoch']") || fail "majority: no status"
 	step "$what: heal"
 	cl_heal
@@ -159,9 +185,11 @@ partition_round "minority-of-followers" 0
 step "kill -9 the leader"
 L=$(cl_wait_leader "$(all_nodes)") || fail "no leader"
 others=$(for ((i = 1; i <= N; i++)); do [[ $i == "$L" ]] || printf '%s ' "$i"; done)
+e0=$(cl_field "$L" "s['epoch']") || fail "no status"
 t0=$(cl_now)
 cl_kill "$L"
 majority_serves "$others" "$L" "$t0" "kill-leader"
+behind "${others%% *}" "$e0" "node $L"
 step "restart node $L: it catches up"
 e=$(cl_field "${others%% *}" "s['epoch']") || fail "no status"
 cl_start "$L" || fail "node $L resume: $(tail -3 "$T/n$L.log")"
