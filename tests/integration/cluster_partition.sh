@@ -10,7 +10,9 @@
 #      new leader and accepts changes; heal: one map, one epoch, and nothing
 #      the minority was asked to do happened;
 #   2. the same with a minority of followers: the majority keeps a leader;
-#   3. kill -9 the leader: a new leader; restart it: it catches up;
+#   3. split into groups none of which is a majority: every node refuses;
+#      heal: a leader again, and convergence;
+#   4. kill -9 the leader: a new leader; restart it: it catches up;
 # then every node stops cleanly and the history must be linearizable.
 #
 # Figures go to the log: elections (Raft term increases, with pre-vote each
@@ -181,6 +183,20 @@ partition_round() {
 
 partition_round "minority-with-leader" 1
 partition_round "minority-of-followers" 0
+
+# No majority anywhere: 5 nodes as {1 2} {3 4} {5}, 3 nodes as {1} {2} {3}.
+step "no quorum on any side"
+if ((N == 5)); then groups=("1 2" "3 4"); else groups=("1" "2"); fi
+e0=$(cl_field 1 "s['epoch']") || fail "no status"
+t0=$(cl_now)
+cl_partition "${groups[@]}"
+for ((i = 1; i <= N; i++)); do refuses "$i"; done
+sleep 2 # the clients keep trying on every side
+step "no quorum on any side: heal"
+t0=$(cl_now)
+cl_heal
+majority_serves "$(all_nodes)" "" "$t0" "heal-from-no-quorum"
+converged "$e0"
 
 step "kill -9 the leader"
 L=$(cl_wait_leader "$(all_nodes)") || fail "no leader"
