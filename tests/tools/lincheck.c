@@ -58,9 +58,9 @@
 #include "util.h"
 
 #define LC_NAME_MAX 64
-#define LC_NEVER INT64_MAX	      /* the return time of an indeterminate op */
-#define LC_STATE_BUDGET 20000000u     /* configurations per name */
-#define LC_VDISK_SIZE "1073741824"    /* 1 GiB: the map only, no data */
+#define LC_NEVER INT64_MAX	   /* the return time of an indeterminate op */
+#define LC_STATE_BUDGET 20000000u  /* configurations per name */
+#define LC_VDISK_SIZE "1073741824" /* 1 GiB: the map only, no data */
 
 enum lc_kind { LC_CREATE, LC_DELETE, LC_READ };
 static const char *const lc_kind_name[] = {"create", "delete", "list"};
@@ -69,9 +69,9 @@ static const char *const lc_kind_name[] = {"create", "delete", "list"};
 struct lc_op {
 	int64_t inv, ret; /* ret = LC_NEVER when indeterminate */
 	enum lc_kind kind;
-	bool ok;	  /* create/delete: took effect; read: name present */
+	bool ok; /* create/delete: took effect; read: name present */
 	int worker;
-	int status;	  /* HTTP status, 0 for a transport error */
+	int status; /* HTTP status, 0 for a transport error */
 };
 
 struct lc_name {
@@ -159,8 +159,7 @@ static void lc_history_free(struct lc_history *h)
 }
 
 /* The answer's meaning (docs/api.md, Errors): see the comment on top. */
-static bool lc_definite(enum lc_kind k, int status, const char *code,
-			bool *ok)
+static bool lc_definite(enum lc_kind k, int status, const char *code, bool *ok)
 {
 	switch (k) {
 	case LC_CREATE:
@@ -180,14 +179,15 @@ static bool lc_definite(enum lc_kind k, int status, const char *code,
 
 /* One record: {"w", "op", "name" (not for list), "inv", "ret", "status",
  * "code" (error code, if any), "names" (list: the names present)}. */
-static int lc_record(struct lc_history *h, json_t *j, char *err,
-		     size_t errlen)
+static int lc_record(struct lc_history *h, json_t *j, char *err, size_t errlen)
 {
 	const char *opn = json_string_value(json_object_get(j, "op"));
 	const char *name = json_string_value(json_object_get(j, "name"));
 	const char *code = json_string_value(json_object_get(j, "code"));
-	json_t *jinv = json_object_get(j, "inv"), *jret = json_object_get(j, "ret");
-	json_t *jst = json_object_get(j, "status"), *jw = json_object_get(j, "w");
+	json_t *jinv = json_object_get(j, "inv"),
+	       *jret = json_object_get(j, "ret");
+	json_t *jst = json_object_get(j, "status"),
+	       *jw = json_object_get(j, "w");
 	enum lc_kind k;
 	if (!opn || !json_is_integer(jinv) || !json_is_integer(jst) ||
 	    !json_is_integer(jw)) {
@@ -256,8 +256,12 @@ static int lc_record(struct lc_history *h, json_t *j, char *err,
 	}
 	json_array_foreach(names, i, v)
 	{
-		if (!json_is_string(v) || !lc_name_get(h, json_string_value(v)))
-			return -ENOMEM;
+		if (!json_is_string(v) ||
+		    !lc_name_get(h, json_string_value(v))) {
+			snprintf(err, errlen,
+				 "bad name in a list (or no memory)");
+			return -EINVAL;
+		}
 	}
 	for (size_t n = 0; n < h->nnames; n++) {
 		struct lc_op r = op;
@@ -294,9 +298,12 @@ static int lc_reads_complete(struct lc_history *h, const struct lc_list_ref *l,
 				       nm->ops[k].worker == l[i].worker;
 			if (have)
 				continue;
-			struct lc_op r = {.inv = l[i].inv, .ret = l[i].ret,
-					  .kind = LC_READ, .ok = false,
-					  .worker = l[i].worker, .status = 200};
+			struct lc_op r = {.inv = l[i].inv,
+					  .ret = l[i].ret,
+					  .kind = LC_READ,
+					  .ok = false,
+					  .worker = l[i].worker,
+					  .status = 200};
 			int rc = lc_name_add(nm, &r);
 			if (rc)
 				return rc;
@@ -307,7 +314,8 @@ static int lc_reads_complete(struct lc_history *h, const struct lc_list_ref *l,
 
 /* Reads one history text (JSON lines) into h. */
 static int lc_parse(struct lc_history *h, const char *text, const char *src,
-		    struct lc_list_ref **lists, size_t *nlists, size_t *caplists)
+		    struct lc_list_ref **lists, size_t *nlists,
+		    size_t *caplists)
 {
 	char err[256] = "";
 	size_t line = 0;
@@ -319,18 +327,20 @@ static int lc_parse(struct lc_history *h, const char *text, const char *src,
 		if (len) {
 			json_error_t je;
 			json_t *j = json_loadb(p, len, 0, &je);
-			int rc = j ? lc_record(h, j, err, sizeof(err)) : -EINVAL;
+			int rc =
+			    j ? lc_record(h, j, err, sizeof(err)) : -EINVAL;
 			if (!j)
 				snprintf(err, sizeof(err), "%s", je.text);
-			if (!rc && !strcmp(json_string_value(json_object_get(
-						   j, "op")),
-					   "list") &&
+			if (!rc &&
+			    !strcmp(json_string_value(json_object_get(j, "op")),
+				    "list") &&
 			    json_integer_value(json_object_get(j, "status")) ==
-				    200) {
+				200) {
 				if (*nlists == *caplists) {
-					size_t c = *caplists ? 2 * *caplists : 64;
+					size_t c =
+					    *caplists ? 2 * *caplists : 64;
 					struct lc_list_ref *q =
-						realloc(*lists, c * sizeof(*q));
+					    realloc(*lists, c * sizeof(*q));
 					if (!q)
 						rc = -ENOMEM;
 					else {
@@ -339,13 +349,14 @@ static int lc_parse(struct lc_history *h, const char *text, const char *src,
 					}
 				}
 				if (!rc)
-					(*lists)[(*nlists)++] = (struct lc_list_ref){
+					(*lists)[(*nlists)++] =
+					    (struct lc_list_ref){
 						json_integer_value(
-							json_object_get(j, "inv")),
+						    json_object_get(j, "inv")),
 						json_integer_value(
-							json_object_get(j, "ret")),
+						    json_object_get(j, "ret")),
 						(int)json_integer_value(
-							json_object_get(j, "w"))};
+						    json_object_get(j, "w"))};
 			}
 			json_decref(j);
 			if (rc) {
@@ -470,7 +481,8 @@ static bool lc_step(const struct lc_op *op, bool *present)
 	switch (op->kind) {
 	case LC_CREATE:
 		if (op->ok == *present)
-			return false; /* created while there, or "exists" while absent */
+			return false; /* created while there, or "exists" while
+					 absent */
 		*present = true;
 		return true;
 	case LC_DELETE:
@@ -548,7 +560,8 @@ static void lc_print_op(FILE *f, const struct lc_op *o, int64_t t0)
 	else if (o->kind == LC_READ)
 		res = o->ok ? "present" : "absent";
 	else
-		res = o->ok ? "ok" : (o->kind == LC_CREATE ? "exists" : "not found");
+		res = o->ok ? "ok"
+			    : (o->kind == LC_CREATE ? "exists" : "not found");
 	fprintf(f, "    w%-3d %-6s [%10.3f, ", o->worker, lc_kind_name[o->kind],
 		(double)(o->inv - t0) / 1e6);
 	if (o->ret == LC_NEVER)
@@ -593,7 +606,9 @@ static enum lc_verdict lc_check_name(struct lc_name *nm, size_t *states,
 		goto out;
 	hmap_init(&s.memo);
 	bool ok = lc_dfs(&s, 0, false, 0, 0);
-	v = s.budget_out ? LC_UNKNOWN : ok ? LC_LINEARIZABLE : LC_NOT_LINEARIZABLE;
+	v = s.budget_out ? LC_UNKNOWN
+	    : ok	 ? LC_LINEARIZABLE
+			 : LC_NOT_LINEARIZABLE;
 	*states = s.nent;
 	if (v != LC_LINEARIZABLE && verbose) {
 		int64_t t0 = s.n ? def[0].inv : 0;
@@ -612,7 +627,8 @@ static enum lc_verdict lc_check_name(struct lc_name *nm, size_t *states,
 			lc_print_op(stderr, &def[i], t0);
 		}
 		if (s.nind_c + s.nind_d) {
-			fprintf(stderr, "  indeterminate ops of %s:\n", nm->name);
+			fprintf(stderr, "  indeterminate ops of %s:\n",
+				nm->name);
 			for (size_t i = 0; i < nm->n; i++)
 				if (nm->ops[i].ret == LC_NEVER &&
 				    nm->ops[i].kind != LC_READ)
@@ -651,13 +667,14 @@ static enum lc_verdict lc_check_all(struct lc_history *h, bool verbose,
 		t->bad += v == LC_NOT_LINEARIZABLE;
 		t->unknown += v == LC_UNKNOWN;
 		if (verbose)
-			printf("lincheck: %-16s %5zu ops, %8zu configurations: %s\n",
+			printf("lincheck: %-16s %5zu ops, %8zu configurations: "
+			       "%s\n",
 			       h->names[i].name, h->names[i].n, st,
 			       v == LC_LINEARIZABLE	  ? "linearizable"
 			       : v == LC_NOT_LINEARIZABLE ? "NOT linearizable"
 							  : "unknown (budget)");
 	}
-	return t->bad ? LC_NOT_LINEARIZABLE
+	return t->bad	    ? LC_NOT_LINEARIZABLE
 	       : t->unknown ? LC_UNKNOWN
 			    : LC_LINEARIZABLE;
 }
@@ -696,7 +713,8 @@ static int lc_cmd_check(int argc, char **argv)
 		i = 2;
 	}
 	if (i >= argc) {
-		fprintf(stderr, "usage: lincheck check [--min-definite N] FILE...\n");
+		fprintf(stderr,
+			"usage: lincheck check [--min-definite N] FILE...\n");
 		return 2;
 	}
 	struct lc_history h = {0};
@@ -755,14 +773,14 @@ struct lc_case {
 	const char *history;
 };
 
-#define R(w, op, name, inv, ret, st) \
-	"{\"w\":" #w ",\"op\":\"" op "\",\"name\":\"" name "\",\"inv\":" #inv \
+#define R(w, op, name, inv, ret, st)                                           \
+	"{\"w\":" #w ",\"op\":\"" op "\",\"name\":\"" name "\",\"inv\":" #inv  \
 	",\"ret\":" #ret ",\"status\":" #st "}\n"
-#define RC(w, op, name, inv, ret, st, code)                                   \
-	"{\"w\":" #w ",\"op\":\"" op "\",\"name\":\"" name "\",\"inv\":" #inv \
+#define RC(w, op, name, inv, ret, st, code)                                    \
+	"{\"w\":" #w ",\"op\":\"" op "\",\"name\":\"" name "\",\"inv\":" #inv  \
 	",\"ret\":" #ret ",\"status\":" #st ",\"code\":\"" code "\"}\n"
-#define L(w, inv, ret, names)                                         \
-	"{\"w\":" #w ",\"op\":\"list\",\"inv\":" #inv ",\"ret\":" #ret \
+#define L(w, inv, ret, names)                                                  \
+	"{\"w\":" #w ",\"op\":\"list\",\"inv\":" #inv ",\"ret\":" #ret         \
 	",\"status\":200,\"names\":[" names "]}\n"
 
 static const struct lc_case lc_cases[] = {
@@ -770,8 +788,8 @@ static const struct lc_case lc_cases[] = {
      R(0, "create", "a", 0, 10, 201) L(0, 20, 30, "\"a\"")
 	 R(0, "delete", "a", 40, 50, 200) L(0, 60, 70, "")},
     {"two concurrent creates: one wins, one sees it", true,
-     R(0, "create", "a", 0, 100, 201) RC(1, "create", "a", 10, 50, 409,
-					   "exists")},
+     R(0, "create", "a", 0, 100, 201)
+	 RC(1, "create", "a", 10, 50, 409, "exists")},
     {"a list concurrent with a create may see either state", true,
      R(0, "create", "a", 0, 100, 201) L(1, 10, 20, "") L(2, 30, 40, "\"a\"")},
     {"an indeterminate create explains a later present", true,
@@ -797,11 +815,10 @@ static const struct lc_case lc_cases[] = {
      RC(0, "create", "a", 0, 10, 409, "exists") L(0, 20, 30, "")},
     {"a read sees a name before its create was invoked", false,
      L(1, 0, 10, "\"a\"") R(0, "create", "a", 20, 30, 201)},
-    {"an indeterminate create invoked after the read cannot explain it",
-     false, L(1, 0, 10, "\"a\"") R(0, "create", "a", 20, 30, 0)},
+    {"an indeterminate create invoked after the read cannot explain it", false,
+     L(1, 0, 10, "\"a\"") R(0, "create", "a", 20, 30, 0)},
     {"reads flip back and forth with one create", false,
-     R(0, "create", "a", 0, 100, 201) L(1, 10, 20, "\"a\"")
-	 L(2, 30, 40, "")},
+     R(0, "create", "a", 0, 100, 201) L(1, 10, 20, "\"a\"") L(2, 30, 40, "")},
     {"one indeterminate create cannot be used twice", false,
      R(0, "create", "a", 0, 5, 0) L(1, 10, 20, "\"a\"")
 	 R(1, "delete", "a", 30, 40, 200) L(1, 50, 60, "\"a\"")},
@@ -863,8 +880,10 @@ static int lc_selftest_random(uint64_t seed, size_t nops)
 	for (size_t i = 0; i < nops && !rc; i++) {
 		char nm[16];
 		snprintf(nm, sizeof(nm), "r%u", g[i].name);
-		struct lc_op op = {.inv = g[i].inv, .ret = g[i].ret,
-				   .kind = g[i].kind, .worker = (int)g[i].worker,
+		struct lc_op op = {.inv = g[i].inv,
+				   .ret = g[i].ret,
+				   .kind = g[i].kind,
+				   .worker = (int)g[i].worker,
 				   .status = 200};
 		if (g[i].kind == LC_READ) {
 			/* every name is read: one op per name */
@@ -885,12 +904,12 @@ static int lc_selftest_random(uint64_t seed, size_t nops)
 	}
 	struct lc_totals t = {0};
 	enum lc_verdict v = rc ? LC_UNKNOWN : lc_check_all(&h, false, &t);
-	printf("lincheck selftest: %s: random linearizable history, seed %" PRIu64
-	       ", %zu ops (%zu indeterminate) on %d names by %d workers: %s, "
-	       "%zu configurations\n",
-	       v == LC_LINEARIZABLE ? "ok" : "FAIL", seed, nops,
-	       h.indeterminate, NAMES, W,
-	       v == LC_LINEARIZABLE ? "accepted" : "rejected", t.states);
+	printf(
+	    "lincheck selftest: %s: random linearizable history, seed %" PRIu64
+	    ", %zu ops (%zu indeterminate) on %d names by %d workers: %s, "
+	    "%zu configurations\n",
+	    v == LC_LINEARIZABLE ? "ok" : "FAIL", seed, nops, h.indeterminate,
+	    NAMES, W, v == LC_LINEARIZABLE ? "accepted" : "rejected", t.states);
 	if (v != LC_LINEARIZABLE && !rc)
 		lc_check_all(&h, true, &t);
 	lc_history_free(&h);
@@ -912,9 +931,10 @@ static int lc_cmd_selftest(void)
 		free(lists);
 		struct lc_totals t;
 		enum lc_verdict v =
-			rc ? LC_UNKNOWN : lc_check_all(&h, false, &t);
-		bool pass = v == (lc_cases[c].linearizable ? LC_LINEARIZABLE
-							   : LC_NOT_LINEARIZABLE);
+		    rc ? LC_UNKNOWN : lc_check_all(&h, false, &t);
+		bool pass =
+		    v == (lc_cases[c].linearizable ? LC_LINEARIZABLE
+						   : LC_NOT_LINEARIZABLE);
 		printf("lincheck selftest: %s: %s (%s)\n", pass ? "ok" : "FAIL",
 		       lc_cases[c].what,
 		       v == LC_LINEARIZABLE ? "accepted" : "rejected");
@@ -937,7 +957,7 @@ static int lc_cmd_selftest(void)
 struct lc_run {
 	const char *addr, *ca, *prefix, *pool, *out;
 	char password[512];
-	char url[128];	     /* https://localhost:PORT */
+	char url[128];	      /* https://localhost:PORT */
 	char connect_to[256]; /* localhost:PORT:IP:PORT */
 	unsigned names, workers, worker_base, max_seconds;
 	uint64_t seed;
@@ -1021,17 +1041,19 @@ static json_t *lc_request(struct lc_worker *w, CURL *c, const char *method,
 	curl_easy_setopt(c, CURLOPT_CONNECT_TO, NULL);
 	curl_slist_free_all(h);
 	curl_slist_free_all(ct);
-	json_t *j = cc == CURLE_OK && b.data ? json_loads(b.data, 0, NULL) : NULL;
+	json_t *j =
+	    cc == CURLE_OK && b.data ? json_loads(b.data, 0, NULL) : NULL;
 	free(b.data);
 	const char *code = json_string_value(
-		json_object_get(json_object_get(j, "error"), "code"));
+	    json_object_get(json_object_get(j, "error"), "code"));
 	json_object_set_new(rec, "inv", json_integer(inv));
 	json_object_set_new(rec, "ret", json_integer(ret));
 	json_object_set_new(rec, "status", json_integer(status));
 	if (code)
 		json_object_set_new(rec, "code", json_string(code));
 	if (cc != CURLE_OK)
-		json_object_set_new(rec, "curl", json_string(curl_easy_strerror(cc)));
+		json_object_set_new(rec, "curl",
+				    json_string(curl_easy_strerror(cc)));
 	/* Nothing reached the server: the op certainly had no effect. */
 	if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST)
 		json_object_set_new(rec, "sent", json_false());
@@ -1047,7 +1069,9 @@ static void lc_one_op(struct lc_worker *w, CURL *c)
 		 (unsigned)(x % r->names));
 	json_t *rec = json_pack("{s:I}", "w", (json_int_t)w->id), *j = NULL;
 	unsigned pick = (unsigned)(x >> 32) % 100;
-	enum lc_kind k = pick < 40 ? LC_CREATE : pick < 75 ? LC_DELETE : LC_READ;
+	enum lc_kind k = pick < 40   ? LC_CREATE
+			 : pick < 75 ? LC_DELETE
+				     : LC_READ;
 	json_object_set_new(rec, "op", json_string(lc_kind_name[k]));
 	if (k != LC_READ)
 		json_object_set_new(rec, "name", json_string(name));
@@ -1069,7 +1093,7 @@ static void lc_one_op(struct lc_worker *w, CURL *c)
 		json_array_foreach(json_object_get(j, "vdisks"), i, v)
 		{
 			const char *n =
-				json_string_value(json_object_get(v, "name"));
+			    json_string_value(json_object_get(v, "name"));
 			if (n && !strncmp(n, r->prefix, pl))
 				json_array_append_new(names, json_string(n));
 		}
@@ -1088,7 +1112,7 @@ static void lc_one_op(struct lc_worker *w, CURL *c)
 	/* A node that is down or cut off answers fast with an error: do not
 	 * spin on it. */
 	struct timespec ts = {0, (long)(def ? lc_rand(&w->rng) % 20 : 200) *
-					  1000000L};
+				     1000000L};
 	nanosleep(&ts, NULL);
 }
 
@@ -1131,8 +1155,8 @@ static int lc_write_history(struct lc_run *r, struct lc_worker *ws)
 
 static int lc_cmd_run(int argc, char **argv)
 {
-	struct lc_run r = {.names = 8, .workers = 1, .max_seconds = 900,
-			   .pool = "lc"};
+	struct lc_run r = {
+	    .names = 8, .workers = 1, .max_seconds = 900, .pool = "lc"};
 	const char *pwfile = NULL;
 	static const struct option opts[] = {
 	    {"addr", required_argument, NULL, 'a'},
@@ -1151,18 +1175,41 @@ static int lc_cmd_run(int argc, char **argv)
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case 'a': r.addr = optarg; break;
-		case 'c': r.ca = optarg; break;
-		case 'p': pwfile = optarg; break;
-		case 'x': r.prefix = optarg; break;
-		case 'P': r.pool = optarg; break;
-		case 'o': r.out = optarg; break;
-		case 'n': r.names = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'w': r.workers = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'b': r.worker_base = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 't': r.max_seconds = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 's': r.seed = strtoull(optarg, NULL, 10); break;
-		default: return 2;
+		case 'a':
+			r.addr = optarg;
+			break;
+		case 'c':
+			r.ca = optarg;
+			break;
+		case 'p':
+			pwfile = optarg;
+			break;
+		case 'x':
+			r.prefix = optarg;
+			break;
+		case 'P':
+			r.pool = optarg;
+			break;
+		case 'o':
+			r.out = optarg;
+			break;
+		case 'n':
+			r.names = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'w':
+			r.workers = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'b':
+			r.worker_base = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 't':
+			r.max_seconds = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 's':
+			r.seed = strtoull(optarg, NULL, 10);
+			break;
+		default:
+			return 2;
 		}
 	}
 	const char *colon = r.addr ? strrchr(r.addr, ':') : NULL;
@@ -1178,7 +1225,8 @@ static int lc_cmd_run(int argc, char **argv)
 	}
 	FILE *pf = fopen(pwfile, "r");
 	if (!pf || !fgets(r.password, sizeof(r.password), pf)) {
-		fprintf(stderr, "lincheck: %s: cannot read a password\n", pwfile);
+		fprintf(stderr, "lincheck: %s: cannot read a password\n",
+			pwfile);
 		if (pf)
 			fclose(pf);
 		return 2;
@@ -1203,7 +1251,8 @@ static int lc_cmd_run(int argc, char **argv)
 	for (unsigned i = 0; ws && i < r.workers; i++) {
 		ws[i].run = &r;
 		ws[i].id = r.worker_base + i;
-		ws[i].rng = (r.seed + 0x9e3779b97f4a7c15ULL * (ws[i].id + 1)) | 1;
+		ws[i].rng =
+		    (r.seed + 0x9e3779b97f4a7c15ULL * (ws[i].id + 1)) | 1;
 		ws[i].records = json_array();
 		if (pthread_create(&ws[i].thread, NULL, lc_worker_main, &ws[i]))
 			break;
