@@ -862,11 +862,14 @@ static void cluster__join_token_spent(void *arg, int status, json_t *res,
 	const char *ca = cluster__secret(c->map, "ca_crt");
 	const char *ca_key = cluster__secret(c->map, "ca_key");
 	/* Two certificates: the node's own ("node-<id>", node to node) and
-	 * its management API's (named "localhost" for now). */
+	 * its management API's (loopback and its API address). */
+	char api_names[256];
 	if (!ca || !ca_key ||
+	    pki_api_names(json_string_value(json_object_get(o->req, "api")),
+			  api_names, sizeof(api_names)) ||
 	    pki_cert_issue_pem(ca, ca_key, cn, 3650, &crt, &key, err,
 			       sizeof(err)) ||
-	    pki_cert_issue_pem(ca, ca_key, "localhost", 3650, &acrt, &akey,
+	    pki_cert_issue_pem(ca, ca_key, api_names, 3650, &acrt, &akey,
 			       err, sizeof(err))) {
 		free(crt);
 		free(key);

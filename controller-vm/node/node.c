@@ -119,8 +119,9 @@ static int node__https(const char *url, const char *body, const char *ca,
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
 	if (ca) {
-		/* The chain is checked against the pinned cluster CA; the API
-		 * certificates are named "localhost", so not the host. */
+		/* The chain is checked against the pinned cluster CA (the
+		 * token's fingerprint), not the host: --join may name the
+		 * node by any name or address. */
 		curl_easy_setopt(c, CURLOPT_CAINFO, ca);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
 	} else {
@@ -238,9 +239,13 @@ static int node__create_pki(const struct node_config *cfg, char *err,
 	int rc = pki_ca_create(pki, cfg->create_cluster, 3650, err, errlen);
 	if (!rc)
 		rc = pki_cert_issue(pki, "node-1", pki, 0, 3650, err, errlen);
+	char names[256];
+	if (!rc && pki_api_names(cfg->api_address, names, sizeof(names))) {
+		snprintf(err, errlen, "bad API address '%s'", cfg->api_address);
+		rc = -EINVAL;
+	}
 	if (!rc)
-		rc = pki_cert_issue(pki, "localhost", pki, 0, 3650, err,
-				    errlen);
+		rc = pki_cert_issue(pki, names, pki, 0, 3650, err, errlen);
 	char a[1100], b[1100];
 	const char *mv[][2] = {{"pki/localhost.crt", "pki/api.crt"},
 			       {"pki/localhost.key", "pki/api.key"}};

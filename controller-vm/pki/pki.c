@@ -1,5 +1,7 @@
 /* Certificate authority and node certificates with OpenSSL 3. */
+#include <arpa/inet.h>
 #include <cairn/pki.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/err.h>
@@ -59,11 +61,61 @@ static int pki__ext(X509 *crt, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
-/* A certificate for `key`, named `cn`, valid [from, from + days] days from
- * now; self-signed when issuer is NULL. */
-static X509 *pki__cert(EVP_PKEY *key, const char *cn, int from, int days,
-		       X509 *issuer, EVP_PKEY *issuer_key)
+#define PKI__NAMES_MAX 200
+#define PKI__SAN_MAX 512
+
+/* A certificate name list (include/cairn/pki.h): 1-200 characters, each
+ * name non-empty and made of [A-Za-z0-9._:-] only, so that no name can add
+ * anything to the subjectAltName configuration string built from it. */
+static bool pki__names_ok(const char *names)
 {
+	size_t n = strlen(names);
+	if (n == 0 || n > PKI__NAMES_MAX || names[0] == ',' ||
+	    names[n - 1] == ',' || strstr(names, ",,"))
+		return false;
+	for (const char *c = names; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("._:-,", *c))
+			return false;
+	return true;
+}
+
+/* The common name: the list's first name. */
+static void pki__cn(const char *names, char *cn, size_t len)
+{
+	snprintf(cn, len, "%.*s", (int)strcspn(names, ","), names);
+}
+
+/* "DNS:a,IP:10.0.0.1,...": an address literal is an IP name. */
+static void pki__san(const char *names, char *san, size_t len)
+{
+	size_t used = 0;
+	san[0] = 0;
+	for (const char *p = names; *p;) {
+		size_t n = strcspn(p, ",");
+		char one[PKI__NAMES_MAX + 1];
+		unsigned char addr[16];
+		snprintf(one, sizeof(one), "%.*s", (int)n, p);
+		bool ip = inet_pton(AF_INET, one, addr) == 1 ||
+			  inet_pton(AF_INET6, one, addr) == 1;
+		used += (size_t)snprintf(san + used, len - used, "%s%s:%s",
+					 used ? "," : "", ip ? "IP" : "DNS",
+					 one);
+		p += n + (p[n] == ',');
+	}
+}
+
+/* A certificate for `key` named by the list `cn_list` (the first name is
+ * the subject's CN, every name a subjectAltName), valid [from, from + days]
+ * days from now; self-signed (cn_list is then the CN only) when issuer is
+ * NULL. */
+static X509 *pki__cert(EVP_PKEY *key, const char *cn_list, int from,
+		       int days, X509 *issuer, EVP_PKEY *issuer_key)
+{
+	char cn[PKI__NAMES_MAX + 1];
+	if (issuer)
+		pki__cn(cn_list, cn, sizeof(cn));
+	else
+		snprintf(cn, sizeof(cn), "%s", cn_list);
 	X509 *crt = X509_new();
 	unsigned char serial[16];
 	BIGNUM *bn = NULL;
@@ -95,8 +147,8 @@ static X509 *pki__cert(EVP_PKEY *key, const char *cn, int from, int days,
 		    pki__ext(crt, crt, NID_subject_key_identifier, "hash"))
 			goto fail;
 	} else {
-		char san[300];
-		snprintf(san, sizeof(san), "DNS:%s", cn);
+		char san[PKI__SAN_MAX];
+		pki__san(cn_list, san, sizeof(san));
 		if (pki__ext(crt, iss, NID_basic_constraints,
 			     "critical,CA:FALSE") ||
 		    pki__ext(crt, iss, NID_key_usage,
@@ -157,10 +209,12 @@ static void *pki__read(const char *dir, const char *file, bool key)
 int pki_cert_issue(const char *ca_dir, const char *name, const char *out_dir,
 		   int valid_from_days, int days, char *err, size_t errlen)
 {
-	if (!name[0] || strlen(name) > 200 || strchr(name, '/')) {
+	if (!pki__names_ok(name)) {
 		snprintf(err, errlen, "bad certificate name '%s'", name);
 		return -EINVAL;
 	}
+	char file[PKI__NAMES_MAX + 1];
+	pki__cn(name, file, sizeof(file));
 	EVP_PKEY *ca_key = pki__read(ca_dir, "ca.key", true);
 	X509 *ca = pki__read(ca_dir, "ca.crt", false);
 	EVP_PKEY *key = NULL;
@@ -181,9 +235,9 @@ int pki_cert_issue(const char *ca_dir, const char *name, const char *out_dir,
 		  : NULL;
 	rc = crt ? 0 : pki__fail(err, errlen, "node certificate");
 	if (!rc)
-		rc = pki__write(out_dir, name, "key", key, NULL, err, errlen);
+		rc = pki__write(out_dir, file, "key", key, NULL, err, errlen);
 	if (!rc)
-		rc = pki__write(out_dir, name, "crt", NULL, crt, err, errlen);
+		rc = pki__write(out_dir, file, "crt", NULL, crt, err, errlen);
 out:
 	X509_free(crt);
 	EVP_PKEY_free(key);
@@ -223,7 +277,7 @@ int pki_cert_issue_pem(const char *ca_crt_pem, const char *ca_key_pem,
 		       char **key_pem, char *err, size_t errlen)
 {
 	*crt_pem = *key_pem = NULL;
-	if (!name[0] || strlen(name) > 200 || strchr(name, '/')) {
+	if (!pki__names_ok(name)) {
 		snprintf(err, errlen, "bad certificate name '%s'", name);
 		return -EINVAL;
 	}
@@ -279,4 +333,29 @@ char *pki_read_file(const char *path)
 	if (m)
 		fclose(m);
 	return buf;
+}
+
+int pki_api_names(const char *api_address, char *out, size_t len)
+{
+	/* HOST:PORT or [V6]:PORT; the host is named unless it is already. */
+	char host[PKI__NAMES_MAX + 1] = "";
+	const char *a = api_address ? api_address : "";
+	if (a[0] == '[') {
+		const char *e = strchr(a, ']');
+		if (e)
+			snprintf(host, sizeof(host), "%.*s", (int)(e - a - 1),
+				 a + 1);
+	} else {
+		const char *e = strrchr(a, ':');
+		snprintf(host, sizeof(host), "%.*s",
+			 (int)(e ? (size_t)(e - a) : strlen(a)), a);
+	}
+	bool extra = host[0] && strcmp(host, "localhost") &&
+		     strcmp(host, "127.0.0.1") && strcmp(host, "::1") &&
+		     strcmp(host, "0.0.0.0") && strcmp(host, "::");
+	int n = snprintf(out, len, "localhost,127.0.0.1,::1%s%s",
+			 extra ? "," : "", extra ? host : "");
+	if (n < 0 || (size_t)n >= len || !pki__names_ok(out))
+		return -EINVAL;
+	return 0;
 }
