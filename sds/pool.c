@@ -146,7 +146,7 @@ int sds_pool_format(const char *dir, const char *const *disks,
 		free(v);
 	}
 	if (!rc)
-		rc = sds_meta_write_sync(&m, b, err, errlen);
+		rc = sds_meta_write(&m, b, true, err, errlen);
 	rocksdb_writebatch_destroy(b);
 	sds_meta_close(&m);
 out:
@@ -349,13 +349,13 @@ void sds_pool_maybe_closed(struct sds_pool *p)
 	if (!p->closing || p->inflight || p->committing ||
 	    !TAILQ_EMPTY(&p->runq) || !sds_scrub_close(p))
 		return;
-	if (p->dirty && !p->failed) {
+	if ((p->dirty || p->logged) && !p->failed) {
 		sds_commit_request(p);
 		return;
 	}
 	if (uv_is_closing((uv_handle_t *)&p->commit_timer))
 		return;
-	p->closing_handles = 6;
+	p->closing_handles = 7;
 	uv_timer_stop(&p->commit_timer);
 	uv_timer_stop(&p->gc_timer);
 	uv_idle_stop(&p->runq_idle);
@@ -365,6 +365,9 @@ void sds_pool_maybe_closed(struct sds_pool *p)
 	uv_close((uv_handle_t *)&p->commit_timer, sds_pool__handle_closed);
 	uv_close((uv_handle_t *)&p->gc_timer, sds_pool__handle_closed);
 	uv_close((uv_handle_t *)&p->runq_idle, sds_pool__handle_closed);
+	uv_check_stop(&p->log_check);
+	p->log_check.data = p;
+	uv_close((uv_handle_t *)&p->log_check, sds_pool__handle_closed);
 	sds_uring_close(&p->uring, sds_pool__handle_closed, p);
 }
 

@@ -128,6 +128,7 @@ struct sds_meta {
 	rocksdb_cache_t *cache;
 	rocksdb_readoptions_t *ropts;
 	rocksdb_writeoptions_t *wopts_sync;
+	rocksdb_writeoptions_t *wopts_nosync;
 };
 
 int sds_meta_open(struct sds_meta *m, const char *path, bool create,
@@ -137,8 +138,9 @@ void sds_meta_close(struct sds_meta *m);
  * (*len = 0 absent, *len = SIZE_MAX error). */
 void *sds_meta_get(struct sds_meta *m, const uint8_t *key, size_t klen,
 		   size_t *len);
-int sds_meta_write_sync(struct sds_meta *m, rocksdb_writebatch_t *b,
-			char *err, size_t errlen);
+/* sync=false: survives a crash of the process, not of the machine. */
+int sds_meta_write(struct sds_meta *m, rocksdb_writebatch_t *b, bool sync,
+		   char *err, size_t errlen);
 /* Calls fn for every key starting with `prefix`; stops on non-zero. */
 int sds_meta_scan(struct sds_meta *m, const uint8_t *prefix, size_t plen,
 		  int (*fn)(void *arg, const uint8_t *k, size_t kl,
@@ -309,6 +311,8 @@ void sds_io_start(struct sds_req *r);
 /* ---- commit (commit.c) --------------------------------------------------- */
 void sds_commit_request(struct sds_pool *p);
 void sds_commit_wait(struct sds_pool *p, struct sds_req *r);
+/* SDS_IO_LOGGED: continues r once its metadata is in the WAL (unsynced). */
+void sds_commit_log_wait(struct sds_pool *p, struct sds_req *r);
 int sds_commit_init(struct sds_pool *p);
 void sds_commit_mark(struct sds_pool *p); /* something became dirty */
 
@@ -348,6 +352,9 @@ struct sds_pool {
 	size_t nfree_cur, cap_free_cur, nfree_committing;
 	struct sds_reqq commit_waiters;  /* FLUSH/FUA */
 	struct sds_reqq space_waiters;   /* ENOSPC until frees are durable */
+	struct sds_reqq log_waiters;     /* SDS_IO_LOGGED */
+	uv_check_t log_check;            /* writes the log after the poll */
+	bool logged; /* unsynced log batches: the next commit must sync */
 	char commit_err[256];
 
 	struct sds_reqq locked;       /* requests holding range locks */

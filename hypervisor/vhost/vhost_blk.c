@@ -95,7 +95,7 @@ size_t vhost_blk_config(const struct vhost_blk *s, uint8_t *cfg, size_t len)
 	c[25] = 0;		   /* alignment_offset */
 	put_le16(c + 26, (uint16_t)(SDS_BLOCK_SIZE / bs)); /* min_io_size */
 	put_le32(c + 28, 0);				 /* opt_io_size */
-	c[32] = s->writeback;				 /* writeback */
+	c[32] = !s->write_through; /* writeback (read only without CONFIG_WCE) */
 	put_le16(c + 34, (uint16_t)s->max_queues);
 	put_le32(c + 36, VHOST_BLK_MAX_DWZ_SECTORS);
 	put_le32(c + 40, VHOST_BLK_MAX_DWZ_SEG);
@@ -193,10 +193,10 @@ static void vhost_blk_submit(struct vhost_blk_req *r)
 				  ? SDS_IO_NO_UNMAP
 				  : 0;
 	}
-	/* Write-through: durable before the guest sees the completion. */
-	if (!s->writeback && r->io.op != SDS_OP_READ &&
-	    r->io.op != SDS_OP_FLUSH)
-		r->io.flags |= SDS_IO_FUA;
+	/* Never acknowledge a change a back-end restart could lose: the
+	 * guest keeps running and would read the old data back. */
+	if (r->io.op != SDS_OP_READ && r->io.op != SDS_OP_FLUSH)
+		r->io.flags |= s->write_through ? SDS_IO_FUA : SDS_IO_LOGGED;
 	r->io.cb = vhost_blk_done;
 	sds_vdisk_submit(s->vd, &r->io);
 }
