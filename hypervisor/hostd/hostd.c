@@ -135,7 +135,9 @@ int hostd_vm_define(struct hostd *h, struct json_t *j, char *err, size_t errlen,
 	int rc = vm_def_from_json(j, &d, err, errlen);
 	if (rc < 0)
 		goto fail;
-	if ((rc = vm_def_validate(&d, &h->host, true, err, errlen)) < 0)
+	if ((rc = vm_def_resolve_vdisks(&d, h->cfg.vhost_dir, err, errlen)) <
+		0 ||
+	    (rc = vm_def_validate(&d, &h->host, true, err, errlen)) < 0)
 		goto fail;
 	struct hostd_vm *o;
 	TAILQ_FOREACH(o, &h->vms, link)
@@ -252,7 +254,11 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 	int rc, logfd = -1;
 	unsigned taps = 0;
 
-	if ((rc = vm_def_validate(d, &h->host, true, err, errlen)) < 0)
+	/* Resolved at every start: definitions loaded from the state dir
+	 * carry the vdisk name only. */
+	if ((rc = vm_def_resolve_vdisks(d, h->cfg.vhost_dir, err, errlen)) <
+		0 ||
+	    (rc = vm_def_validate(d, &h->host, true, err, errlen)) < 0)
 		return rc;
 	if ((rc = hostd__mkdirs(vm->paths.dir)) < 0) {
 		snprintf(err, errlen, "mkdir %s: %s", vm->paths.dir,
@@ -894,6 +900,9 @@ int hostd_new(uv_loop_t *loop, const struct hostd_config *cfg,
 	h->cfg.socket_path = h->socket_path;
 	h->cfg.bridge = h->bridge;
 	h->cfg.qemu_bin = h->qemu_bin;
+	str_copy(h->vhost_dir, cfg->vhost_dir ? cfg->vhost_dir : "",
+		 sizeof(h->vhost_dir));
+	h->cfg.vhost_dir = h->vhost_dir[0] ? h->vhost_dir : NULL;
 	h->cfg.cgroup_root = NULL;
 	hostd__host_limits(&h->host);
 	cgroup_detect(&h->cg, cfg->cgroup_root);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A VM started by cairn-hostd with its disk on a Cairn vdisk: cairnd serves
 # vdisk vd0 over vhost-user-blk (hypervisor/vhost/), the VM definition names
-# that socket, and the guest sees the disk (/dev/vda) at boot.
+# the vdisk ({"vdisk": "vd0"}; the agent's --vhost-dir says where its socket
+# is), and the guest sees the disk (/dev/vda) at boot.
 #
 #   tests/integration/hostd_vhost.sh BUILD_DIR
 . "$(dirname "$0")/lib_cairnd.sh"
@@ -42,9 +43,10 @@ for ((i = 0; i < 100; i++)); do
 done
 [[ -S $T/vd0.sock ]] || fail "no vhost socket $T/vd0.sock"
 
-step "the VM's disk is the vdisk"
-hostd_start
-vm_def_file v1 "$T/v1.json" "\"disks\": [{\"vhost_socket\": \"$T/vd0.sock\"}]"
+step "the VM's disk is the vdisk, named in its definition"
+# {"vdisk": "vd0"} is served on VHOST_DIR/vd0.sock: the socket above.
+hostd_start --vhost-dir "$T"
+vm_def_file v1 "$T/v1.json" "\"disks\": [{\"vdisk\": \"vd0\"}]"
 vm define "$T/v1.json" || fail "define v1"
 vm start v1 --timeout 60 || fail "start v1"
 wait_console v1 CAIRN-GUEST-READY 1 "$BOOT"
