@@ -11,23 +11,6 @@ cairn_init "$@"
 need qemu-system-x86_64 python3 cpio gzip
 
 BOOT=${HOSTD_BOOT_TIMEOUT:-180}
-CAIRND_OF_VHOST=
-
-vhost_cleanup() {
-	local rc=$? i
-	# The agent first (it force-stops the VM), then cairnd.
-	if [[ -n $CAIRND_PID ]] && kill -0 "$CAIRND_PID" 2>/dev/null; then
-		kill -TERM "$CAIRND_PID" 2>/dev/null
-		for ((i = 0; i < 200; i++)); do
-			kill -0 "$CAIRND_PID" 2>/dev/null || break
-			sleep 0.05
-		done
-	fi
-	CAIRND_PID=$CAIRND_OF_VHOST
-	(exit $rc)
-	cairn_cleanup
-}
-trap vhost_cleanup EXIT
 
 step "guest image"
 hostd_guest_image "$(dirname "$BUILD")/guest-test" || fail "no guest image"
@@ -35,13 +18,8 @@ hostd_guest_image "$(dirname "$BUILD")/guest-test" || fail "no guest image"
 step "cairnd serving vd0 over vhost-user-blk"
 cairn_format "$T/pool" 1G
 "$SDS" vdisk create "$T/pool" vd0 256M || fail "vdisk create"
-cairnd_start "$T/pool" --vhost-blk "vd0=$T/vd0.sock"
-CAIRND_OF_VHOST=$CAIRND_PID
-for ((i = 0; i < 100; i++)); do
-	[[ -S $T/vd0.sock ]] && break
-	sleep 0.05
-done
-[[ -S $T/vd0.sock ]] || fail "no vhost socket $T/vd0.sock"
+HOSTD_VHOST_SOCK=$T/vd0.sock
+hostd_cairnd_start "$T/pool" --vhost-blk "vd0=$T/vd0.sock"
 
 step "the VM's disk is the vdisk, named in its definition"
 # {"vdisk": "vd0"} is served on VHOST_DIR/vd0.sock: the socket above.
@@ -55,8 +33,5 @@ grep -q "CAIRN-GUEST-READY.*disk=vda" "$(vm_field v1 console_log)" ||
 vm stop v1 --timeout 60 || fail "stop v1"
 [[ $(vm_field v1 reason) == "stopped (QEMU exited with status 0)" ]] ||
 	fail "stop reason: $(vm_field v1 reason)"
-cairnd_stop # the agent
-CAIRND_PID=$CAIRND_OF_VHOST
-CAIRND_OF_VHOST=
-cairnd_stop # cairnd
+hostd_stop_all
 echo PASS
