@@ -20,8 +20,13 @@
  * batch included, durable (sds_commit__start runs while anything logged is
  * unsynced). RocksDB applies writes in WAL order, so no logged batch may be
  * written while a group commit's batch is on the worker (it would land
- * first and be overwritten by the older state): waiters then wait for the
- * commit to land. */
+ * first and be overwritten by the older state). So once a pool has seen a
+ * logged request it is in log mode: a group commit writes its batch on the
+ * loop thread too, unsynced, in order with the log's, and the worker only
+ * fdatasyncs the data disks and then syncs the WAL; the log never waits
+ * for a commit. The price: the kernel may write a batch's WAL pages back
+ * before the data's fdatasync (docs/sds.md, "The log"). A pool that never
+ * sees one keeps the strict order above. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,9 +211,12 @@ static void sds_commit__work(uv_work_t *w)
 			return;
 		}
 	}
-	p->commit_status = sds_meta_write(&p->meta, p->commit_batch, true,
-					  p->commit_err,
-					  sizeof(p->commit_err));
+	p->commit_status =
+	    p->commit_batch
+		? sds_meta_write(&p->meta, p->commit_batch, true,
+				 p->commit_err, sizeof(p->commit_err))
+		: sds_meta_sync_wal(&p->meta, p->commit_err,
+				    sizeof(p->commit_err));
 }
 
 static void sds_commit__wake(struct sds_pool *p, bool all, int status)
@@ -230,7 +238,8 @@ static void sds_commit__log(struct sds_pool *p);
 static void sds_commit__done(uv_work_t *w, int status)
 {
 	struct sds_pool *p = w->data;
-	rocksdb_writebatch_destroy(p->commit_batch);
+	if (p->commit_batch)
+		rocksdb_writebatch_destroy(p->commit_batch);
 	p->commit_batch = NULL;
 	p->committing = false;
 	int st = status ? status : p->commit_status;
@@ -293,12 +302,20 @@ static void sds_commit__start(struct sds_pool *p)
 		sds_commit__wake(p, true, 0);
 		return;
 	}
-	p->commit_batch = sds_commit__build(p);
-	/* Only logged batches to sync: a sync write needs a record. */
-	if (rocksdb_writebatch_count(p->commit_batch) == 0)
-		sds_commit__put_super(p, p->commit_batch);
+	rocksdb_writebatch_t *b = sds_commit__build(p);
 	p->dirty = false;
 	p->logged = false;
+	int wst = 0;
+	if (p->log_mode) {
+		/* In order with the log's batches, on this thread; the worker
+		 * then syncs the WAL after the data (see the top). */
+		if (rocksdb_writebatch_count(b) > 0)
+			wst = sds_meta_write(&p->meta, b, false, p->commit_err,
+					     sizeof(p->commit_err));
+		rocksdb_writebatch_destroy(b);
+	} else {
+		p->commit_batch = b;
+	}
 	p->free_committing = p->free_cur;
 	p->nfree_committing = p->nfree_cur;
 	p->free_cur = NULL;
@@ -306,6 +323,11 @@ static void sds_commit__start(struct sds_pool *p)
 	p->cur_gen++;
 	p->committing = true;
 	p->commit_work.data = p;
+	if (wst) {
+		p->commit_status = wst;
+		sds_commit__done(&p->commit_work, 0);
+		return;
+	}
 	int rc = uv_queue_work(p->loop, &p->commit_work, sds_commit__work,
 			       sds_commit__done);
 	if (rc) {
@@ -344,7 +366,7 @@ static void sds_commit__log(struct sds_pool *p)
 		uv_check_stop(&p->log_check);
 		return;
 	}
-	if (p->committing && !p->failed)
+	if (p->commit_batch && !p->failed)
 		return; /* sds_commit__done calls again */
 	int st = p->failed ? -EIO : 0;
 	if (!st && p->dirty) {
@@ -390,6 +412,7 @@ static void sds_commit__on_check(uv_check_t *h)
  * phase shares one WAL write. */
 void sds_commit_log_wait(struct sds_pool *p, struct sds_req *r)
 {
+	p->log_mode = true;
 	TAILQ_INSERT_TAIL(&p->log_waiters, r, link);
 	uv_check_start(&p->log_check, sds_commit__on_check);
 }

@@ -93,6 +93,20 @@ int sds_meta_write(struct sds_meta *m, rocksdb_writebatch_t *b, bool sync,
 	return 0;
 }
 
+/* Makes every WAL record written so far durable (after a write(2)-only
+ * batch from the log). Thread-safe against concurrent writers. */
+int sds_meta_sync_wal(struct sds_meta *m, char *err, size_t errlen)
+{
+	char *e = NULL;
+	rocksdb_flush_wal(m->db, 1, &e);
+	if (e) {
+		snprintf(err, errlen, "rocksdb wal sync: %s", e);
+		free(e);
+		return -EIO;
+	}
+	return 0;
+}
+
 int sds_meta_scan(struct sds_meta *m, const uint8_t *prefix, size_t plen,
 		  int (*fn)(void *arg, const uint8_t *k, size_t kl,
 			    const uint8_t *v, size_t vl),

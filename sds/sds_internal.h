@@ -141,6 +141,7 @@ void *sds_meta_get(struct sds_meta *m, const uint8_t *key, size_t klen,
 /* sync=false: survives a crash of the process, not of the machine. */
 int sds_meta_write(struct sds_meta *m, rocksdb_writebatch_t *b, bool sync,
 		   char *err, size_t errlen);
+int sds_meta_sync_wal(struct sds_meta *m, char *err, size_t errlen);
 /* Calls fn for every key starting with `prefix`; stops on non-zero. */
 int sds_meta_scan(struct sds_meta *m, const uint8_t *prefix, size_t plen,
 		  int (*fn)(void *arg, const uint8_t *k, size_t kl,
@@ -346,7 +347,7 @@ struct sds_pool {
 	bool dirty, committing, commit_again;
 	uv_timer_t commit_timer;
 	uv_work_t commit_work;
-	rocksdb_writebatch_t *commit_batch;
+	rocksdb_writebatch_t *commit_batch; /* on the worker (strict mode) */
 	int commit_status;
 	uint64_t *free_cur, *free_committing; /* released pbas per generation */
 	size_t nfree_cur, cap_free_cur, nfree_committing;
@@ -355,6 +356,8 @@ struct sds_pool {
 	struct sds_reqq log_waiters;     /* SDS_IO_LOGGED */
 	uv_check_t log_check;            /* writes the log after the poll */
 	bool logged; /* unsynced log batches: the next commit must sync */
+	bool log_mode; /* a logged request was seen: batches written on the
+			* loop, the commit worker syncs the WAL (commit.c) */
 	char commit_err[256];
 
 	struct sds_reqq locked;       /* requests holding range locks */

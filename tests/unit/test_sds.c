@@ -738,8 +738,10 @@ static int logged_io(uv_loop_t *loop, struct sds_vdisk *v, uint32_t flags,
 }
 
 /* The child (a fresh exec of this binary): overwrites block 0 and writes
- * block 1 with SDS_IO_LOGGED, then block 2 without, and dies by SIGKILL:
- * no close, no group commit. Prints "logged" once the writes are acked. */
+ * block 1 with SDS_IO_LOGGED, FLUSHes (a group commit in log mode: the WAL
+ * synced after the data), writes block 3 logged and block 2 without, and
+ * dies by SIGKILL: no close, no later commit. Prints "logged" once the
+ * writes are acked. */
 static int logged_child(const char *dir)
 {
 	uv_loop_t loop;
@@ -750,14 +752,23 @@ static int logged_child(const char *dir)
 	if (sds_vdisk_open(p, "l", &v))
 		return 2;
 	uint8_t *b = abuf(4096);
+	static const unsigned order[] = {0, 1, 3, 2};
 	int rc = 0;
-	for (unsigned i = 0; i < 3 && !rc; i++) {
+	for (unsigned k = 0; k < 4 && !rc; k++) {
+		unsigned i = order[k];
 		fill(b, 4096, 100 + i);
-		rc = logged_io(&loop, v, i < 2 ? SDS_IO_LOGGED : 0, i * 4096, b);
+		rc = logged_io(&loop, v, i != 2 ? SDS_IO_LOGGED : 0, i * 4096, b);
+		if (k == 1 && !rc) {
+			struct waiter w = {0};
+			sds_pool_flush(p, flush_cb, &w);
+			while (!w.done)
+				uv_run(&loop, UV_RUN_ONCE);
+			rc = w.status;
+		}
 	}
 	struct sds_pool_stats st;
 	sds_pool_stats(p, &st);
-	if (rc || st.commits != 0 || st.log_writes < 2) {
+	if (rc || st.commits != 1 || st.log_writes < 3) {
 		fprintf(stderr, "child: rc %d commits %llu log_writes %llu\n",
 			rc, (unsigned long long)st.commits,
 			(unsigned long long)st.log_writes);
@@ -800,9 +811,9 @@ static void test_logged_survives_kill(void)
 	env_open(&e, false);
 	check_pool(&e);
 	CHECK_EQ(sds_vdisk_open(e.pool, "l", &v), 0);
-	for (unsigned i = 0; i < 3; i++) {
+	for (unsigned i = 0; i < 4; i++) {
 		CHECK_EQ(rw(&e, v, SDS_OP_READ, i * 4096, 4096, r), 0);
-		if (i < 2)
+		if (i != 2)
 			fill(b, 4096, 100 + i);
 		else
 			memset(b, 0, 4096);
@@ -811,10 +822,10 @@ static void test_logged_survives_kill(void)
 	/* Logged but never flushed: a clean close must still commit it. */
 	fill(b, 4096, 7);
 	struct sds_io io = {.op = SDS_OP_WRITE, .flags = SDS_IO_LOGGED,
-			    .offset = 8192, .len = 4096, .buf = b};
+			    .offset = 16384, .len = 4096, .buf = b};
 	CHECK_EQ(run_io(&e, v, &io), 0);
 	sds_vdisk_close(v);
-	reopen_expect(&e, "l", 8192, b);
+	reopen_expect(&e, "l", 16384, b);
 	free(b);
 	free(r);
 	env_fini(&e);
