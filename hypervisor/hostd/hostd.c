@@ -401,7 +401,10 @@ static void hostd__qmp_event(void *arg, const char *ev, struct json_t *data)
 		if (vm->rec.state == VM_RUNNING && !vm->guest_shutdown &&
 		    !vm->stop_requested)
 			hostd__set_state(vm, VM_PAUSED,
-					 "QEMU stopped the vCPUs");
+					 vm->pause_requested
+					     ? "paused (vm.pause)"
+					     : "QEMU stopped the vCPUs");
+		vm->pause_requested = false;
 	} else if (!strcmp(ev, "RESUME")) {
 		if (vm->rec.state == VM_PAUSED)
 			hostd__set_state(vm, VM_RUNNING, "resumed");
@@ -692,6 +695,37 @@ int hostd_vm_reboot(struct hostd_vm *vm, char *err, size_t errlen)
 		return -ENOTCONN;
 	}
 	return 0;
+}
+
+/* QMP `stop` / `cont`; the state follows QEMU's STOP / RESUME events. */
+static int hostd__vcpus(struct hostd_vm *vm, bool run, char *err,
+			size_t errlen)
+{
+	enum vm_state want = run ? VM_PAUSED : VM_RUNNING;
+	if (vm->rec.state != want) {
+		snprintf(err, errlen, "%s is %s: not %s", vm->rec.def.name,
+			 vm_state_name(vm->rec.state), vm_state_name(want));
+		return -EINVAL;
+	}
+	if (!vm->qmp || !qmp_ready(vm->qmp) ||
+	    qmp_command(vm->qmp, run ? "cont" : "stop", NULL, NULL, NULL) <
+		0) {
+		snprintf(err, errlen, "%s: QMP not connected",
+			 vm->rec.def.name);
+		return -ENOTCONN;
+	}
+	vm->pause_requested = !run;
+	return 0;
+}
+
+int hostd_vm_pause(struct hostd_vm *vm, char *err, size_t errlen)
+{
+	return hostd__vcpus(vm, false, err, errlen);
+}
+
+int hostd_vm_resume(struct hostd_vm *vm, char *err, size_t errlen)
+{
+	return hostd__vcpus(vm, true, err, errlen);
 }
 
 int hostd_vm_delete(struct hostd_vm *vm, char *err, size_t errlen)

@@ -44,6 +44,7 @@ struct hostd_vm {
 	unsigned timers_open;
 	unsigned connect_ms; /* spent connecting to QMP */
 	bool stop_requested, force_requested, guest_shutdown;
+	bool pause_requested; /* vm.pause: names the STOP event's reason */
 	bool killed; /* SIGKILL sent */
 	bool restart_scheduled;
 	bool deleting;
@@ -84,6 +85,8 @@ int hostd_vm_stop(struct hostd_vm *vm, unsigned timeout_ms, char *err,
 		  size_t errlen);
 int hostd_vm_force_stop(struct hostd_vm *vm, char *err, size_t errlen);
 int hostd_vm_reboot(struct hostd_vm *vm, char *err, size_t errlen);
+int hostd_vm_pause(struct hostd_vm *vm, char *err, size_t errlen);
+int hostd_vm_resume(struct hostd_vm *vm, char *err, size_t errlen);
 int hostd_vm_delete(struct hostd_vm *vm, char *err, size_t errlen);
 struct json_t *hostd_vm_status(const struct hostd_vm *vm);
 struct json_t *hostd_host_status(const struct hostd *h);
