@@ -110,6 +110,9 @@ void sds_alloc_release(struct sds_pool *p, uint64_t pba);
 /* Called when a commit became durable: frees what it carried. */
 void sds_alloc_durable(struct sds_pool *p, uint64_t *pbas, size_t n);
 int sds_alloc_load(struct sds_pool *p);
+/* Recomputes `used` from every block table on record (after a crash in
+ * log mode); marks every chunk dirty. */
+int sds_alloc_rebuild(struct sds_pool *p);
 
 /* ---- metadata store (meta.c) ------------------------------------------ */
 /* Key prefixes; integers are big-endian so keys sort numerically. */
@@ -121,6 +124,7 @@ int sds_alloc_load(struct sds_pool *p);
 #define SDS_K_EXTRC 'C'   /* C be64 extent: refcount when > 1 */
 #define SDS_K_PBARC 'R'   /* R be64 pba: references when > 1 */
 #define SDS_K_ALLOC 'A'   /* A be32 disk be32 chunk: allocation bitmap */
+#define SDS_K_LOGGED 'L'  /* L: log batches may be newer than the A records */
 
 struct sds_meta {
 	rocksdb_t *db;
@@ -358,6 +362,7 @@ struct sds_pool {
 	bool logged; /* unsynced log batches: the next commit must sync */
 	bool log_mode; /* a logged request was seen: batches written on the
 			* loop, the commit worker syncs the WAL (commit.c) */
+	bool log_marked; /* the L key is on record (commit.c) */
 	char commit_err[256];
 
 	struct sds_reqq locked;       /* requests holding range locks */
