@@ -22,8 +22,14 @@
 # exits 0.
 #
 # Adding a step: write demo_NAME (start processes with svc_start, wait with
-# svc_wait_ready, add env_add lines and summary_add text) and call it from
-# demo_main.
+# svc_wait_ready, or register a stop command with svc_on_stop; add env_add
+# lines and summary_add text) and call it from demo_main. A step that
+# appends to demo.env itself (scripts/demo-cluster.sh does) runs after
+# write_env, e.g.:
+#   demo_cluster() {
+#       svc_on_stop "$ROOT/scripts/demo-cluster.sh" --stop "$ADEMO"
+#       "$ROOT/scripts/demo-cluster.sh" "$BUILD" "$ADEMO"
+#   }
 set -euo pipefail
 
 if (($# != 1)); then
@@ -71,8 +77,9 @@ done
 
 # ---- processes ----------------------------------------------------------
 
-SVC_NAMES=()
-SVC_PIDS=()
+SVC_NAMES=() # "comm" of a process, or "-" for a stop command
+SVC_PIDS=()  # its pid, or the index of its command in SVC_CMDS
+SVC_CMDS=()
 ENV_LINES=()
 SUMMARY=()
 
@@ -110,6 +117,15 @@ svc_start() {
 	echo "$comm $SVC_PID" >>"$PIDS_FILE"
 }
 
+# svc_on_stop CMD...: runs CMD when the demo stops, in reverse order with
+# the processes (for a step whose processes another script owns).
+# shellcheck disable=SC2317  # for steps to come (see the top)
+svc_on_stop() {
+	SVC_CMDS+=("$(printf '%q ' "$@")")
+	SVC_NAMES+=(-)
+	SVC_PIDS+=($((${#SVC_CMDS[@]} - 1)))
+}
+
 # svc_wait_ready PID FILE WHAT LOGFILE: waits for FILE, or fails if PID
 # exited first.
 svc_wait_ready() {
@@ -135,11 +151,16 @@ svc_wait_ready() {
 stop_all() {
 	local i
 	for ((i = ${#SVC_PIDS[@]} - 1; i >= 0; i--)); do
+		if [[ ${SVC_NAMES[i]} == - ]]; then
+			eval "${SVC_CMDS[SVC_PIDS[i]]}" || true
+			continue
+		fi
 		stop_proc "${SVC_PIDS[i]}" "${SVC_NAMES[i]}"
 		wait "${SVC_PIDS[i]}" 2>/dev/null || true
 	done
 	SVC_PIDS=()
 	SVC_NAMES=()
+	SVC_CMDS=()
 	rm -f "$ENV" "$PIDS_FILE"
 }
 
@@ -321,6 +342,7 @@ demo_main() {
 	demo_cairnd
 	demo_vm
 	write_env
+	# Steps that append to demo.env go here.
 	echo
 	echo "Cairn demo on a pool over $DEMO/disk0.img and disk1.img:"
 	local s
@@ -330,8 +352,11 @@ demo_main() {
 	printf '\nFor scripts: %s (KEY=VALUE). Logs: %s/*.log\n\nCtrl-C to stop.\n' "$ENV" "$DEMO"
 	# Wait in the foreground; a trapped signal interrupts wait and runs
 	# on_signal. Any service exiting on its own ends the demo.
-	local rc=0
-	wait -n "${SVC_PIDS[@]}" || rc=$?
+	local rc=0 i pids=()
+	for ((i = 0; i < ${#SVC_PIDS[@]}; i++)); do
+		[[ ${SVC_NAMES[i]} == - ]] || pids+=("${SVC_PIDS[i]}")
+	done
+	wait -n "${pids[@]}" || rc=$?
 	echo "demo: a service exited on its own (status $rc); see $DEMO/*.log" >&2
 	exit 1
 }
