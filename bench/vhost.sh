@@ -16,7 +16,13 @@
 # Knobs: BENCH_RUNTIME (seconds per fio run, default 10), BENCH_ROUNDS
 # (default 2; each reported figure is the median over rounds),
 # BENCH_TMP (scratch parent, not tmpfs; default <build>/bench-tmp),
-# BENCH_VHOST_WORKLOADS (default "randread,4k,16 randwrite,4k,16").
+# BENCH_VHOST_WORKLOADS (default "randread,4k,16 randwrite,4k,16"),
+# BENCH_VHOST_BASE=OTHER_BUILD_DIR: also run the cairnd of another build
+# (say, the previous commit's) as a third target "base" on its own pool
+# with the same data, in the same rounds, and print `ratio cairn/base ...`
+# too: a before/after figure measured under the same machine load.
+# Each run also reports the serving process's CPU time per guest IO
+# (utime+stime over the whole guest run / fio's IOs).
 # Output: <build>/bench/vhost-results.txt and the fio JSON beside it.
 set -euo pipefail
 
@@ -97,6 +103,27 @@ qemu-img convert -n -f raw -O raw "$T/data.raw" "nbd://127.0.0.1:$port/vm0" ||
 	die "prefill of the vdisk failed"
 rm -f "$T/data.raw"
 
+BASE=${BENCH_VHOST_BASE:-}
+TARGETS=(cairn qsd)
+declare -A SERVER_PID
+SERVER_PID[cairn]=${PIDS[-1]}
+if [[ -n $BASE ]]; then
+	BASE=$(cd "$BASE" && pwd) || die "no base build $BENCH_VHOST_BASE"
+	[[ -x $BASE/bin/cairnd && -x $BASE/bin/cairn-sds ]] || die "$BASE: cairnd not built"
+	"$BASE/bin/cairn-sds" format "$T/bpool" --disk "$T/bpool.disk:$((DISK_MB * 2))M" >/dev/null
+	"$BASE/bin/cairn-sds" vdisk create "$T/bpool" vm0 "${DISK_MB}M" >/dev/null
+	"$BASE/bin/cairnd" --data "$T/bpool" --nbd 127.0.0.1:0 --ready-file "$T/base.ready" \
+		--vhost-blk "vm0=$T/base.sock" >"$OUT/vhost-base.log" 2>&1 &
+	PIDS+=($!)
+	SERVER_PID[base]=${PIDS[-1]}
+	wait_sock "$T/base.sock" "${PIDS[-1]}" || die "base cairnd did not start (see $OUT/vhost-base.log)"
+	for _ in $(seq 100); do [[ -s $T/base.ready ]] && break; sleep 0.1; done
+	bport=$(sed -n 's/^nbd=.*:\([0-9]*\)$/\1/p' "$T/base.ready")
+	qemu-img convert -n -f raw -O raw "$T/qsd.raw" "nbd://127.0.0.1:$bport/vm0" ||
+		die "prefill of the base vdisk failed"
+	TARGETS+=(base)
+fi
+
 qemu-storage-daemon \
 	--blockdev "driver=file,node-name=file0,filename=$T/qsd.raw,cache.direct=on,aio=io_uring" \
 	--blockdev driver=raw,node-name=disk0,file=file0 \
@@ -104,10 +131,17 @@ qemu-storage-daemon \
 	>"$OUT/vhost-qsd.log" 2>&1 &
 PIDS+=($!)
 wait_sock "$T/qsd.sock" "${PIDS[-1]}" || die "qemu-storage-daemon did not start (see $OUT/vhost-qsd.log)"
+SERVER_PID[qsd]=${PIDS[-1]}
 
-# run TARGET WORKLOAD ROUND: one guest boot, one fio run; prints IOPS.
+# cpu_ticks PID: utime + stime of the process (all its threads), in ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
+# run TARGET WORKLOAD ROUND: one guest boot, one fio run; prints IOPS and
+# the server's CPU microseconds per IO over the whole guest run (the boot's
+# own IO is a few hundred requests, the fio run 10^4-10^5).
 run() {
-	local target=$1 wl=$2 round=$3 log json name
+	local target=$1 wl=$2 round=$3 log json name t0
 	name=$target-${wl//,/-}-r$round
 	log=$T/$name.log
 	json=$OUT/vhost-json/$name.json
@@ -121,6 +155,7 @@ run() {
 		-display none -no-reboot -monitor none -serial "file:$log" \
 		>"$log.qemu" 2>&1 &
 	QEMU_PID=$!
+	t0=$(cpu_ticks "${SERVER_PID[$target]}")
 	local i
 	for ((i = 0; i < BOOT_SECS * 10; i++)); do
 		kill -0 "$QEMU_PID" 2>/dev/null || break
@@ -135,20 +170,24 @@ run() {
 	grep -q CAIRN-FIO-OK "$log" || { tail -n 30 "$log" >&2; die "$name: fio failed in the guest"; }
 	sed -n '/CAIRN-FIO-JSON-BEGIN/,/CAIRN-FIO-JSON-END/p' "$log" |
 		sed '1d;$d' | tr -d '\r' >"$json"
-	python3 - "$json" <<'EOF'
+	python3 - "$json" "$(($(cpu_ticks "${SERVER_PID[$target]}") - t0))" "$TICK" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
-print("%.1f" % (j["read"]["iops"] + j["write"]["iops"]))
+ios = j["read"]["total_ios"] + j["write"]["total_ios"]
+cpu_us = int(sys.argv[2]) * 1e6 / int(sys.argv[3])
+print("%.1f %.1f" % (j["read"]["iops"] + j["write"]["iops"], cpu_us / ios if ios else 0))
 EOF
 }
 
-declare -A RES
+declare -A RES CPU
 for ((r = 1; r <= ROUNDS; r++)); do
 	for wl in "${WORKLOADS[@]}"; do
-		for target in cairn qsd; do
-			iops=$(run "$target" "$wl" "$r")
-			echo "bench: round $r $target $wl: $iops IOPS"
+		for target in "${TARGETS[@]}"; do
+			out=$(run "$target" "$wl" "$r")
+			read -r iops cpu <<<"$out"
+			echo "bench: round $r $target $wl: $iops IOPS, $cpu us CPU per IO"
 			RES[$target/$wl]="${RES[$target/$wl]:-} $iops"
+			CPU[$target/$wl]="${CPU[$target/$wl]:-} $cpu"
 		done
 	done
 done
@@ -156,15 +195,30 @@ done
 median() { printf '%s\n' $1 | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 {
 	echo "vhost-user-blk, guest under TCG (-smp 1, 512 MiB), fio libaio direct, ${RUNTIME}s, $ROUNDS round(s), median"
-	printf '%-22s %12s %12s\n' workload cairn qsd
+	printf '%-22s' workload
+	for t in "${TARGETS[@]}"; do printf ' %10s %10s' "$t" "$t-us/io"; done
+	echo
 	for wl in "${WORKLOADS[@]}"; do
-		printf '%-22s %12s %12s\n' "$wl" "$(median "${RES[cairn/$wl]}")" "$(median "${RES[qsd/$wl]}")"
+		printf '%-22s' "$wl"
+		for t in "${TARGETS[@]}"; do
+			printf ' %10s %10s' "$(median "${RES[$t/$wl]}")" "$(median "${CPU[$t/$wl]}")"
+		done
+		echo
 	done
 	for wl in "${WORKLOADS[@]}"; do
 		IFS=, read -r rw bs depth <<<"$wl"
 		c=$(median "${RES[cairn/$wl]}")
 		q=$(median "${RES[qsd/$wl]}")
+		cc=$(median "${CPU[cairn/$wl]}")
+		qc=$(median "${CPU[qsd/$wl]}")
 		printf 'ratio cairn/qsd vhost-user-blk guest %s %s QD%s IOPS: %.2f (goal >= 1.0)\n' \
 			"$bs" "$rw" "$depth" "$(python3 -c "print($c / $q if $q else 0)")"
+		printf 'ratio cairn/qsd vhost-user-blk guest %s %s QD%s server CPU per IO: %.2f\n' \
+			"$bs" "$rw" "$depth" "$(python3 -c "print($cc / $qc if $qc else 0)")"
+		if [[ -n $BASE ]]; then
+			b=$(median "${RES[base/$wl]}")
+			printf 'ratio cairn/base vhost-user-blk guest %s %s QD%s IOPS: %.2f (base %s)\n' \
+				"$bs" "$rw" "$depth" "$(python3 -c "print($c / $b if $b else 0)")" "$BASE"
+		fi
 	done
 } | tee "$OUT/vhost-results.txt"

@@ -46,6 +46,20 @@ static int sds_alloc__load_chunk(void *arg, const uint8_t *k, size_t kl,
 	return 0;
 }
 
+/* From a freshly loaded `used`: nothing is in flight or waiting on a
+ * commit, so busy = used, plus the bits past the end of the disk. */
+static void sds_alloc__derive(struct sds_disk *d)
+{
+	size_t words = d->nchunks * (SDS_ALLOC_CHUNK / WORD_BITS);
+	memcpy(d->busy, d->used, words * sizeof(uint64_t));
+	for (uint64_t b = d->nblocks; b < d->nchunks * SDS_ALLOC_CHUNK; b++)
+		bit_set(d->busy, b);
+	d->nused = 0;
+	for (size_t w = 0; w < words; w++)
+		d->nused += (uint64_t)__builtin_popcountll(d->used[w]);
+	d->nbusy = d->nused;
+}
+
 int sds_alloc_load(struct sds_pool *p)
 {
 	for (unsigned i = 0; i < p->ndisks; i++) {
@@ -64,15 +78,53 @@ int sds_alloc_load(struct sds_pool *p)
 		if (rc)
 			return rc;
 		bit_set(d->used, 0); /* the label */
-		memcpy(d->busy, d->used, words * sizeof(uint64_t));
-		for (uint64_t b = d->nblocks; b < d->nchunks * SDS_ALLOC_CHUNK;
-		     b++)
-			bit_set(d->busy, b);
-		d->nused = 0;
-		for (size_t w = 0; w < words; w++)
-			d->nused += (uint64_t)__builtin_popcountll(d->used[w]);
-		d->nbusy = d->nused;
+		sds_alloc__derive(d);
 	}
+	return 0;
+}
+
+/* The block tables' view of one shard record: every pba it names is used. */
+static int sds_alloc__rebuild_shard(void *arg, const uint8_t *k, size_t kl,
+				    const uint8_t *v, size_t vl)
+{
+	struct sds_pool *p = arg;
+	(void)k;
+	if (kl != 10 || vl != SDS_SHARD_VALUE_LEN)
+		return -EINVAL;
+	for (unsigned i = 0; i < SDS_SHARD_BLOCKS; i++) {
+		uint64_t pba = get_be64(v + 8 + (size_t)i * 16);
+		if (!pba)
+			continue;
+		if (pba_disk(pba) >= p->ndisks ||
+		    pba_block(pba) >= p->disks[pba_disk(pba)].nblocks)
+			return -EINVAL;
+		bit_set(p->disks[pba_disk(pba)].used, pba_block(pba));
+	}
+	return 0;
+}
+
+/* Log mode leaves the A records to the group commit (commit.c): after a
+ * crash they may be older than the block tables the log carried, so the
+ * bitmaps are recomputed from the tables (shared blocks are simply set
+ * twice) and every chunk is rewritten by the next commit. */
+int sds_alloc_rebuild(struct sds_pool *p)
+{
+	for (unsigned i = 0; i < p->ndisks; i++) {
+		struct sds_disk *d = &p->disks[i];
+		memset(d->used, 0, d->nchunks * (SDS_ALLOC_CHUNK / 8));
+		bit_set(d->used, 0); /* the label */
+	}
+	uint8_t prefix = SDS_K_EXTENT;
+	int rc = sds_meta_scan(&p->meta, &prefix, 1, sds_alloc__rebuild_shard,
+			       p);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < p->ndisks; i++) {
+		struct sds_disk *d = &p->disks[i];
+		sds_alloc__derive(d);
+		memset(d->dirty, 1, d->nchunks);
+	}
+	sds_commit_mark(p);
 	return 0;
 }
 

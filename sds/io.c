@@ -432,6 +432,21 @@ static bool io__long_step(struct sds_req *r)
 
 /* ---- the state machine ---------------------------------------------------- */
 
+/* A finished change with FUA waits for the group commit, with LOGGED for
+ * the log (commit.c); returns true when r now waits. */
+static bool io__wait_durable(struct sds_req *r)
+{
+	if (r->io->flags & SDS_IO_FUA) {
+		sds_commit_wait(r->pool, r);
+		return true;
+	}
+	if (r->io->flags & SDS_IO_LOGGED) {
+		sds_commit_log_wait(r->pool, r);
+		return true;
+	}
+	return false;
+}
+
 static void io__begin(struct sds_req *r)
 {
 	struct sds_io *io = r->io;
@@ -546,10 +561,8 @@ void sds_io_start(struct sds_req *r)
 			return;
 		}
 		r->phase = r->after_write;
-		if (r->phase == PH_DONE && (io->flags & SDS_IO_FUA)) {
-			sds_commit_wait(r->pool, r);
+		if (r->phase == PH_DONE && io__wait_durable(r))
 			return;
-		}
 		sds_io_start(r);
 		return;
 	}
@@ -579,10 +592,8 @@ void sds_io_start(struct sds_req *r)
 		}
 		if (io__long_step(r)) {
 			r->phase = PH_DONE;
-			if (io->flags & SDS_IO_FUA) {
-				sds_commit_wait(r->pool, r);
+			if (io__wait_durable(r))
 				return;
-			}
 			sds_req_complete(r, 0);
 		}
 		return;

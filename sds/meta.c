@@ -1,6 +1,8 @@
 /* RocksDB holds every piece of pool metadata. The write-ahead log is on;
  * commits are written with sync=true only from the group commit (commit.c),
- * after the data they point to has been made durable. */
+ * after the data they point to has been made durable. The log of
+ * SDS_IO_LOGGED requests writes with sync=false (commit.c explains why that
+ * is safe for the allocator). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,8 @@ int sds_meta_open(struct sds_meta *m, const char *path, bool create,
 	m->ropts = rocksdb_readoptions_create();
 	m->wopts_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(m->wopts_sync, 1);
+	m->wopts_nosync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(m->wopts_nosync, 0);
 	return 0;
 }
 
@@ -51,6 +55,8 @@ void sds_meta_close(struct sds_meta *m)
 		rocksdb_readoptions_destroy(m->ropts);
 	if (m->wopts_sync)
 		rocksdb_writeoptions_destroy(m->wopts_sync);
+	if (m->wopts_nosync)
+		rocksdb_writeoptions_destroy(m->wopts_nosync);
 	if (m->opts)
 		rocksdb_options_destroy(m->opts);
 	if (m->cache)
@@ -74,13 +80,27 @@ void *sds_meta_get(struct sds_meta *m, const uint8_t *key, size_t klen,
 	return v;
 }
 
-int sds_meta_write_sync(struct sds_meta *m, rocksdb_writebatch_t *b,
-			char *err, size_t errlen)
+int sds_meta_write(struct sds_meta *m, rocksdb_writebatch_t *b, bool sync,
+		   char *err, size_t errlen)
 {
 	char *e = NULL;
-	rocksdb_write(m->db, m->wopts_sync, b, &e);
+	rocksdb_write(m->db, sync ? m->wopts_sync : m->wopts_nosync, b, &e);
 	if (e) {
 		snprintf(err, errlen, "rocksdb write: %s", e);
+		free(e);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Makes every WAL record written so far durable (after a write(2)-only
+ * batch from the log). Thread-safe against concurrent writers. */
+int sds_meta_sync_wal(struct sds_meta *m, char *err, size_t errlen)
+{
+	char *e = NULL;
+	rocksdb_flush_wal(m->db, 1, &e);
+	if (e) {
+		snprintf(err, errlen, "rocksdb wal sync: %s", e);
 		free(e);
 		return -EIO;
 	}

@@ -146,7 +146,7 @@ int sds_pool_format(const char *dir, const char *const *disks,
 		free(v);
 	}
 	if (!rc)
-		rc = sds_meta_write_sync(&m, b, err, errlen);
+		rc = sds_meta_write(&m, b, true, err, errlen);
 	rocksdb_writebatch_destroy(b);
 	sds_meta_close(&m);
 out:
@@ -163,6 +163,22 @@ static int sds_pool__load_count(void *arg, const uint8_t *k, size_t kl,
 	if (kl != 9 || vl != 4)
 		return -EINVAL;
 	return hmap_put(m, get_be64(k + 1), get_be32(v));
+}
+
+/* After a crash in log mode, what RocksDB recovered from its WAL may never
+ * have been synced, and the data it points to may sit in the device's
+ * cache: make both durable before anything is freed or overwritten on the
+ * strength of it (frees become allocatable only when durable). */
+static int sds_pool__sync_recovered(struct sds_pool *p, char *err,
+				    size_t errlen)
+{
+	for (unsigned i = 0; i < p->ndisks; i++)
+		if (fdatasync(p->disks[i].fd) != 0) {
+			snprintf(err, errlen, "fdatasync %s: %s",
+				 p->disks[i].path, strerror(errno));
+			return -EIO;
+		}
+	return sds_meta_sync_wal(&p->meta, err, errlen);
 }
 
 static int sds_pool__load(struct sds_pool *p, char *err, size_t errlen)
@@ -216,6 +232,22 @@ static int sds_pool__load(struct sds_pool *p, char *err, size_t errlen)
 		p->disks[i].nblocks = nblocks;
 	}
 	int rc = sds_alloc_load(p);
+	const uint8_t lkey = SDS_K_LOGGED;
+	size_t ll;
+	void *lv = rc ? NULL : sds_meta_get(&p->meta, &lkey, 1, &ll);
+	free(lv);
+	if (!rc && ll == SIZE_MAX)
+		rc = -EIO;
+	if (!rc && lv) {
+		/* Log mode and no clean close: see sds_alloc_rebuild. */
+		log_warn("sds", "pool %s: not closed cleanly after logged "
+				"writes: rebuilding the allocation bitmaps",
+			 p->dir);
+		p->log_marked = true;
+		rc = sds_alloc_rebuild(p);
+	}
+	if (!rc)
+		rc = sds_pool__sync_recovered(p, err, errlen);
 	uint8_t pre = SDS_K_EXTRC;
 	if (!rc)
 		rc = sds_meta_scan(&p->meta, &pre, 1, sds_pool__load_count,
@@ -349,13 +381,14 @@ void sds_pool_maybe_closed(struct sds_pool *p)
 	if (!p->closing || p->inflight || p->committing ||
 	    !TAILQ_EMPTY(&p->runq) || !sds_scrub_close(p))
 		return;
-	if (p->dirty && !p->failed) {
+	if ((p->dirty || p->logged || p->log_marked) && !p->failed) {
+		p->dirty = true; /* log_marked alone: a commit deletes L */
 		sds_commit_request(p);
 		return;
 	}
 	if (uv_is_closing((uv_handle_t *)&p->commit_timer))
 		return;
-	p->closing_handles = 6;
+	p->closing_handles = 7;
 	uv_timer_stop(&p->commit_timer);
 	uv_timer_stop(&p->gc_timer);
 	uv_idle_stop(&p->runq_idle);
@@ -365,6 +398,9 @@ void sds_pool_maybe_closed(struct sds_pool *p)
 	uv_close((uv_handle_t *)&p->commit_timer, sds_pool__handle_closed);
 	uv_close((uv_handle_t *)&p->gc_timer, sds_pool__handle_closed);
 	uv_close((uv_handle_t *)&p->runq_idle, sds_pool__handle_closed);
+	uv_check_stop(&p->log_check);
+	p->log_check.data = p;
+	uv_close((uv_handle_t *)&p->log_check, sds_pool__handle_closed);
 	sds_uring_close(&p->uring, sds_pool__handle_closed, p);
 }
 

@@ -110,6 +110,9 @@ void sds_alloc_release(struct sds_pool *p, uint64_t pba);
 /* Called when a commit became durable: frees what it carried. */
 void sds_alloc_durable(struct sds_pool *p, uint64_t *pbas, size_t n);
 int sds_alloc_load(struct sds_pool *p);
+/* Recomputes `used` from every block table on record (after a crash in
+ * log mode); marks every chunk dirty. */
+int sds_alloc_rebuild(struct sds_pool *p);
 
 /* ---- metadata store (meta.c) ------------------------------------------ */
 /* Key prefixes; integers are big-endian so keys sort numerically. */
@@ -121,6 +124,7 @@ int sds_alloc_load(struct sds_pool *p);
 #define SDS_K_EXTRC 'C'   /* C be64 extent: refcount when > 1 */
 #define SDS_K_PBARC 'R'   /* R be64 pba: references when > 1 */
 #define SDS_K_ALLOC 'A'   /* A be32 disk be32 chunk: allocation bitmap */
+#define SDS_K_LOGGED 'L'  /* L: log batches may be newer than the A records */
 
 struct sds_meta {
 	rocksdb_t *db;
@@ -128,6 +132,7 @@ struct sds_meta {
 	rocksdb_cache_t *cache;
 	rocksdb_readoptions_t *ropts;
 	rocksdb_writeoptions_t *wopts_sync;
+	rocksdb_writeoptions_t *wopts_nosync;
 };
 
 int sds_meta_open(struct sds_meta *m, const char *path, bool create,
@@ -137,8 +142,10 @@ void sds_meta_close(struct sds_meta *m);
  * (*len = 0 absent, *len = SIZE_MAX error). */
 void *sds_meta_get(struct sds_meta *m, const uint8_t *key, size_t klen,
 		   size_t *len);
-int sds_meta_write_sync(struct sds_meta *m, rocksdb_writebatch_t *b,
-			char *err, size_t errlen);
+/* sync=false: survives a crash of the process, not of the machine. */
+int sds_meta_write(struct sds_meta *m, rocksdb_writebatch_t *b, bool sync,
+		   char *err, size_t errlen);
+int sds_meta_sync_wal(struct sds_meta *m, char *err, size_t errlen);
 /* Calls fn for every key starting with `prefix`; stops on non-zero. */
 int sds_meta_scan(struct sds_meta *m, const uint8_t *prefix, size_t plen,
 		  int (*fn)(void *arg, const uint8_t *k, size_t kl,
@@ -309,6 +316,8 @@ void sds_io_start(struct sds_req *r);
 /* ---- commit (commit.c) --------------------------------------------------- */
 void sds_commit_request(struct sds_pool *p);
 void sds_commit_wait(struct sds_pool *p, struct sds_req *r);
+/* SDS_IO_LOGGED: continues r once its metadata is in the WAL (unsynced). */
+void sds_commit_log_wait(struct sds_pool *p, struct sds_req *r);
 int sds_commit_init(struct sds_pool *p);
 void sds_commit_mark(struct sds_pool *p); /* something became dirty */
 
@@ -342,12 +351,18 @@ struct sds_pool {
 	bool dirty, committing, commit_again;
 	uv_timer_t commit_timer;
 	uv_work_t commit_work;
-	rocksdb_writebatch_t *commit_batch;
+	rocksdb_writebatch_t *commit_batch; /* on the worker (strict mode) */
 	int commit_status;
 	uint64_t *free_cur, *free_committing; /* released pbas per generation */
 	size_t nfree_cur, cap_free_cur, nfree_committing;
 	struct sds_reqq commit_waiters;  /* FLUSH/FUA */
 	struct sds_reqq space_waiters;   /* ENOSPC until frees are durable */
+	struct sds_reqq log_waiters;     /* SDS_IO_LOGGED */
+	uv_check_t log_check;            /* writes the log after the poll */
+	bool logged; /* unsynced log batches: the next commit must sync */
+	bool log_mode; /* a logged request was seen: batches written on the
+			* loop, the commit worker syncs the WAL (commit.c) */
+	bool log_marked; /* the L key is on record (commit.c) */
 	char commit_err[256];
 
 	struct sds_reqq locked;       /* requests holding range locks */

@@ -32,6 +32,7 @@ static void hostd_main_usage(FILE *f)
 		"                   [--bridge NAME] [--qemu PATH] "
 		"[--cgroup-root DIR]\n"
 		"                   [--stop-timeout-ms N] [--ready-file PATH]\n"
+		"                   [--vhost-dir DIR]\n"
 		"\n"
 		"  --state-dir DIR      VM definitions, state, consoles, "
 		"sockets\n"
@@ -44,6 +45,9 @@ static void hostd_main_usage(FILE *f)
 		"  --cgroup-root DIR    cgroup mount (default /sys/fs/cgroup)\n"
 		"  --stop-timeout-ms N  ACPI shutdown grace before force "
 		"(default 30000)\n"
+		"  --vhost-dir DIR      a {\"vdisk\": NAME} disk is served on "
+		"DIR/NAME.sock\n"
+		"                       (cairnd --vhost-blk NAME=DIR/NAME.sock)\n"
 		"  --ready-file PATH    once listening, write "
 		"\"socket=PATH\\npid=PID\\naccel=A\\n\"\n"
 		"\n"
@@ -92,6 +96,7 @@ int main(int argc, char **argv)
 		O_ACCEL,
 		O_BRIDGE,
 		O_QEMU,
+		O_VHOST_DIR,
 		O_CG,
 		O_STOP,
 		O_READY,
@@ -103,6 +108,7 @@ int main(int argc, char **argv)
 	    {"accel", required_argument, NULL, O_ACCEL},
 	    {"bridge", required_argument, NULL, O_BRIDGE},
 	    {"qemu", required_argument, NULL, O_QEMU},
+	    {"vhost-dir", required_argument, NULL, O_VHOST_DIR},
 	    {"cgroup-root", required_argument, NULL, O_CG},
 	    {"stop-timeout-ms", required_argument, NULL, O_STOP},
 	    {"ready-file", required_argument, NULL, O_READY},
@@ -142,6 +148,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			cfg.bridge = optarg;
+			break;
+		case O_VHOST_DIR:
+			cfg.vhost_dir = optarg;
 			break;
 		case O_QEMU:
 			cfg.qemu_bin = optarg;

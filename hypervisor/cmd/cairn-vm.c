@@ -4,6 +4,7 @@
  *   cairn-vm [--socket PATH] start|stop|force-stop NAME [--no-wait]
  *                                                [--timeout S]
  *   cairn-vm [--socket PATH] reboot|delete NAME
+ *   cairn-vm [--socket PATH] pause|resume NAME [--no-wait] [--timeout S]
  *   cairn-vm [--socket PATH] list [--json]
  *   cairn-vm [--socket PATH] status NAME [--json]
  *   cairn-vm [--socket PATH] host [--json]
@@ -36,6 +37,7 @@ static void cli_usage(FILE *f)
 		"  stop NAME [--no-wait] [--timeout S] [--grace-ms N]\n"
 		"  force-stop NAME [--no-wait] [--timeout S]\n"
 		"  reboot NAME\n"
+		"  pause|resume NAME [--no-wait] [--timeout S]\n"
 		"  delete NAME\n"
 		"  list [--json]\n"
 		"  status NAME [--json]\n"
@@ -290,6 +292,8 @@ int main(int argc, char **argv)
 	    {"stop", "vm.stop", "stopped", true},
 	    {"force-stop", "vm.force_stop", "stopped", true},
 	    {"reboot", "vm.reboot", NULL, true},
+	    {"pause", "vm.pause", "paused", true},
+	    {"resume", "vm.resume", "running", true},
 	    {"delete", "vm.delete", NULL, true},
 	    {"list", "vm.list", NULL, false},
 	    {"status", "vm.status", NULL, true},

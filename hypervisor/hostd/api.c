@@ -112,26 +112,42 @@ static json_t *api_stop(struct hostd *h, json_t *req, char *err, size_t errlen,
 	return api__state_reply(vm);
 }
 
-static json_t *api_force_stop(struct hostd *h, json_t *req, char *err,
-			      size_t errlen, int *rc)
+
+/* The operations that take a VM and reply with its state. */
+static json_t *api__vm_op(struct hostd *h, json_t *req, char *err,
+			  size_t errlen, int *rc,
+			  int (*op)(struct hostd_vm *, char *, size_t))
 {
 	struct hostd_vm *vm = api__vm(h, req, err, errlen, rc);
 	if (!vm)
 		return NULL;
-	if ((*rc = hostd_vm_force_stop(vm, err, errlen)) < 0)
+	if ((*rc = op(vm, err, errlen)) < 0)
 		return NULL;
 	return api__state_reply(vm);
+}
+
+static json_t *api_force_stop(struct hostd *h, json_t *req, char *err,
+			      size_t errlen, int *rc)
+{
+	return api__vm_op(h, req, err, errlen, rc, hostd_vm_force_stop);
 }
 
 static json_t *api_reboot(struct hostd *h, json_t *req, char *err,
 			  size_t errlen, int *rc)
 {
-	struct hostd_vm *vm = api__vm(h, req, err, errlen, rc);
-	if (!vm)
-		return NULL;
-	if ((*rc = hostd_vm_reboot(vm, err, errlen)) < 0)
-		return NULL;
-	return api__state_reply(vm);
+	return api__vm_op(h, req, err, errlen, rc, hostd_vm_reboot);
+}
+
+static json_t *api_pause(struct hostd *h, json_t *req, char *err,
+			 size_t errlen, int *rc)
+{
+	return api__vm_op(h, req, err, errlen, rc, hostd_vm_pause);
+}
+
+static json_t *api_resume(struct hostd *h, json_t *req, char *err,
+			  size_t errlen, int *rc)
+{
+	return api__vm_op(h, req, err, errlen, rc, hostd_vm_resume);
 }
 
 static json_t *api_delete(struct hostd *h, json_t *req, char *err,
@@ -202,6 +218,7 @@ static const struct {
     {"vm.define", api_define},	 {"vm.start", api_start},
     {"vm.stop", api_stop},	 {"vm.force_stop", api_force_stop},
     {"vm.reboot", api_reboot},	 {"vm.delete", api_delete},
+    {"vm.pause", api_pause},	 {"vm.resume", api_resume},
     {"vm.list", api_list},	 {"vm.status", api_status},
     {"vm.console", api_console}, {"vm.definition", api_definition},
     {"host.status", api_host},

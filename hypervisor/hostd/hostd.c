@@ -135,7 +135,9 @@ int hostd_vm_define(struct hostd *h, struct json_t *j, char *err, size_t errlen,
 	int rc = vm_def_from_json(j, &d, err, errlen);
 	if (rc < 0)
 		goto fail;
-	if ((rc = vm_def_validate(&d, &h->host, true, err, errlen)) < 0)
+	if ((rc = vm_def_resolve_vdisks(&d, h->cfg.vhost_dir, err, errlen)) <
+		0 ||
+	    (rc = vm_def_validate(&d, &h->host, true, err, errlen)) < 0)
 		goto fail;
 	struct hostd_vm *o;
 	TAILQ_FOREACH(o, &h->vms, link)
@@ -252,7 +254,11 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 	int rc, logfd = -1;
 	unsigned taps = 0;
 
-	if ((rc = vm_def_validate(d, &h->host, true, err, errlen)) < 0)
+	/* Resolved at every start: definitions loaded from the state dir
+	 * carry the vdisk name only. */
+	if ((rc = vm_def_resolve_vdisks(d, h->cfg.vhost_dir, err, errlen)) <
+		0 ||
+	    (rc = vm_def_validate(d, &h->host, true, err, errlen)) < 0)
 		return rc;
 	if ((rc = hostd__mkdirs(vm->paths.dir)) < 0) {
 		snprintf(err, errlen, "mkdir %s: %s", vm->paths.dir,
@@ -395,7 +401,10 @@ static void hostd__qmp_event(void *arg, const char *ev, struct json_t *data)
 		if (vm->rec.state == VM_RUNNING && !vm->guest_shutdown &&
 		    !vm->stop_requested)
 			hostd__set_state(vm, VM_PAUSED,
-					 "QEMU stopped the vCPUs");
+					 vm->pause_requested
+					     ? "paused (vm.pause)"
+					     : "QEMU stopped the vCPUs");
+		vm->pause_requested = false;
 	} else if (!strcmp(ev, "RESUME")) {
 		if (vm->rec.state == VM_PAUSED)
 			hostd__set_state(vm, VM_RUNNING, "resumed");
@@ -688,6 +697,37 @@ int hostd_vm_reboot(struct hostd_vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+/* QMP `stop` / `cont`; the state follows QEMU's STOP / RESUME events. */
+static int hostd__vcpus(struct hostd_vm *vm, bool run, char *err,
+			size_t errlen)
+{
+	enum vm_state want = run ? VM_PAUSED : VM_RUNNING;
+	if (vm->rec.state != want) {
+		snprintf(err, errlen, "%s is %s: not %s", vm->rec.def.name,
+			 vm_state_name(vm->rec.state), vm_state_name(want));
+		return -EINVAL;
+	}
+	if (!vm->qmp || !qmp_ready(vm->qmp) ||
+	    qmp_command(vm->qmp, run ? "cont" : "stop", NULL, NULL, NULL) <
+		0) {
+		snprintf(err, errlen, "%s: QMP not connected",
+			 vm->rec.def.name);
+		return -ENOTCONN;
+	}
+	vm->pause_requested = !run;
+	return 0;
+}
+
+int hostd_vm_pause(struct hostd_vm *vm, char *err, size_t errlen)
+{
+	return hostd__vcpus(vm, false, err, errlen);
+}
+
+int hostd_vm_resume(struct hostd_vm *vm, char *err, size_t errlen)
+{
+	return hostd__vcpus(vm, true, err, errlen);
+}
+
 int hostd_vm_delete(struct hostd_vm *vm, char *err, size_t errlen)
 {
 	enum vm_state s = vm->rec.state;
@@ -894,6 +934,9 @@ int hostd_new(uv_loop_t *loop, const struct hostd_config *cfg,
 	h->cfg.socket_path = h->socket_path;
 	h->cfg.bridge = h->bridge;
 	h->cfg.qemu_bin = h->qemu_bin;
+	str_copy(h->vhost_dir, cfg->vhost_dir ? cfg->vhost_dir : "",
+		 sizeof(h->vhost_dir));
+	h->cfg.vhost_dir = h->vhost_dir[0] ? h->vhost_dir : NULL;
 	h->cfg.cgroup_root = NULL;
 	hostd__host_limits(&h->host);
 	cgroup_detect(&h->cg, cfg->cgroup_root);

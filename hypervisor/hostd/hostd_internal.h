@@ -44,6 +44,7 @@ struct hostd_vm {
 	unsigned timers_open;
 	unsigned connect_ms; /* spent connecting to QMP */
 	bool stop_requested, force_requested, guest_shutdown;
+	bool pause_requested; /* vm.pause: names the STOP event's reason */
 	bool killed; /* SIGKILL sent */
 	bool restart_scheduled;
 	bool deleting;
@@ -61,6 +62,7 @@ struct hostd {
 	char socket_path[PATH_MAX];
 	char bridge[VM_BRIDGE_MAX + 1];
 	char qemu_bin[PATH_MAX];
+	char vhost_dir[PATH_MAX]; /* empty: no {"vdisk": NAME} disks */
 	struct hostd_accel_choice accel;
 	struct cgroup_ctx cg;
 	struct vm_host_limits host;
@@ -83,6 +85,8 @@ int hostd_vm_stop(struct hostd_vm *vm, unsigned timeout_ms, char *err,
 		  size_t errlen);
 int hostd_vm_force_stop(struct hostd_vm *vm, char *err, size_t errlen);
 int hostd_vm_reboot(struct hostd_vm *vm, char *err, size_t errlen);
+int hostd_vm_pause(struct hostd_vm *vm, char *err, size_t errlen);
+int hostd_vm_resume(struct hostd_vm *vm, char *err, size_t errlen);
 int hostd_vm_delete(struct hostd_vm *vm, char *err, size_t errlen);
 struct json_t *hostd_vm_status(const struct hostd_vm *vm);
 struct json_t *hostd_host_status(const struct hostd *h);

@@ -5,7 +5,8 @@
  *   "vcpus": 2, "memory_mib": 1024,
  *   "boot": {"kernel": P, "initrd": P, "cmdline": S}
  *        or {"firmware": "seabios"|"ovmf"}       (boot from the first disk),
- *   "disks": [{"vhost_socket": P} | {"file": P, "readonly": false}],
+ *   "disks": [{"vdisk": NAME} | {"vhost_socket": P}
+ *             | {"file": P, "readonly": false}],
  *   "nics": [{"bridge": "cairnbr0", "mac": "52:54:00:…" (optional)}],
  *   "restart": "never"|"on-crash"|"always",
  *   "limits": {"cpu_pct": 150, "memory_mib": 1200}
@@ -136,6 +137,7 @@ void vm_def_free(struct vm_def *d)
 	free(d->initrd);
 	free(d->cmdline);
 	for (unsigned i = 0; i < d->n_disks; i++) {
+		free(d->disks[i].vdisk);
 		free(d->disks[i].vhost_socket);
 		free(d->disks[i].file);
 	}
@@ -232,8 +234,8 @@ static int vm_def__parse_boot(const json_t *b, struct vm_def *d, char *err,
 static int vm_def__parse_disks(const json_t *a, struct vm_def *d, char *err,
 			       size_t errlen)
 {
-	static const char *const keys[] = {"vhost_socket", "file", "readonly",
-					   NULL};
+	static const char *const keys[] = {"vdisk", "vhost_socket", "file",
+					   "readonly", NULL};
 	if (!json_is_array(a))
 		return vm_def__err(err, errlen, "disks must be an array");
 	if (json_array_size(a) > VM_MAX_DISKS)
@@ -253,16 +255,22 @@ static int vm_def__parse_disks(const json_t *a, struct vm_def *d, char *err,
 		if ((rc = vm_def__check_keys(o, what, keys, err, errlen)) < 0)
 			return rc;
 		d->n_disks++;
-		if ((rc = vm_def__str(o, "vhost_socket", &k->vhost_socket, err,
+		if ((rc = vm_def__str(o, "vdisk", &k->vdisk, err, errlen)) <
+			0 ||
+		    (rc = vm_def__str(o, "vhost_socket", &k->vhost_socket, err,
 				      errlen)) < 0 ||
 		    (rc = vm_def__str(o, "file", &k->file, err, errlen)) < 0)
 			return rc;
-		if (!k->vhost_socket == !k->file)
+		if (!!k->vdisk + !!k->vhost_socket + !!k->file != 1)
 			return vm_def__err(
 			    err, errlen,
-			    "%s: give exactly one of vhost_socket "
+			    "%s: give exactly one of vdisk, vhost_socket "
 			    "and file",
 			    what);
+		if (k->vdisk && !vm_vdisk_name_valid(k->vdisk))
+			return vm_def__err(err, errlen,
+					   "%s.vdisk: bad vdisk name '%s'",
+					   what, k->vdisk);
 		json_t *ro = json_object_get(o, "readonly");
 		if (ro && !json_is_boolean(ro))
 			return vm_def__err(
@@ -478,12 +486,48 @@ int vm_def_validate(const struct vm_def *d, const struct vm_host_limits *host,
 		const struct vm_disk *k = &d->disks[i];
 		char what[24];
 		snprintf(what, sizeof(what), "disks[%u]", i);
+		if (!k->file && !k->vhost_socket)
+			return vm_def__err(err, errlen,
+					   "%s: vdisk %s is not resolved to "
+					   "a socket", what, k->vdisk);
 		rc = k->file
 			 ? vm_def__file_ok(what, k->file, false, err, errlen)
 			 : vm_def__file_ok(what, k->vhost_socket, true, err,
 					   errlen);
 		if (rc < 0)
 			return rc;
+	}
+	return 0;
+}
+
+/* Same rule as the engine's vdisk names (sds.h): what cairnd can serve. */
+bool vm_vdisk_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > VM_VDISK_NAME_MAX || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
+int vm_def_resolve_vdisks(struct vm_def *d, const char *vhost_dir, char *err,
+			  size_t errlen)
+{
+	for (unsigned i = 0; i < d->n_disks; i++) {
+		struct vm_disk *k = &d->disks[i];
+		if (!k->vdisk)
+			continue;
+		if (!vhost_dir)
+			return vm_def__err(err, errlen,
+					   "disks[%u]: vdisk %s: the agent has "
+					   "no --vhost-dir", i, k->vdisk);
+		char *path = NULL;
+		if (asprintf(&path, "%s/%s.sock", vhost_dir, k->vdisk) < 0)
+			return -ENOMEM;
+		free(k->vhost_socket);
+		k->vhost_socket = path;
 	}
 	return 0;
 }
@@ -520,7 +564,10 @@ json_t *vm_def_to_json(const struct vm_def *d)
 		json_t *o = json_object();
 		if (!o)
 			goto nomem;
-		if (d->disks[i].vhost_socket)
+		if (d->disks[i].vdisk) /* not its socket: resolved per start */
+			json_object_set_new(o, "vdisk",
+					    json_string(d->disks[i].vdisk));
+		else if (d->disks[i].vhost_socket)
 			json_object_set_new(
 			    o, "vhost_socket",
 			    json_string(d->disks[i].vhost_socket));

@@ -1,7 +1,12 @@
 /* virtio-blk (virtio 1.2 § 5.2): device features, the config space, and
- * requests mapped to sds IOs. Guest buffers are scattered over descriptor
- * segments while the engine takes one buffer, so READ and WRITE go through
- * a 4096-aligned bounce buffer (the engine does O_DIRECT IO into it).
+ * requests mapped to sds IOs. The engine takes one buffer per request:
+ * a READ whose data is one segment (a Linux guest's 4 KiB read is one
+ * page) is read straight into guest memory; other READs, and every WRITE,
+ * go through a 4096-aligned bounce buffer. WRITEs always do: the engine
+ * computes each block's checksum from the buffer and then writes it, and
+ * a guest may change a page while it is being written (virtio-blk does not
+ * ask for stable pages), which would store a checksum that does not match
+ * the data; the copy makes the two agree.
  *
  * Errors: a request the guest built badly but whose status byte we can
  * find fails with VIRTIO_BLK_S_IOERR (bad range, length or segments) or
@@ -55,6 +60,7 @@ struct vhost_blk_req {
 	uint32_t used_len;
 	unsigned nseg, seg; /* DISCARD / WRITE_ZEROES */
 	struct virtio_blk_dwz segs[VHOST_BLK_MAX_DWZ_SEG];
+	bool guest_buf;	     /* IN: io.buf points into guest memory */
 	unsigned niov;	     /* IN: where the data goes */
 	struct vring_iov iov[];
 };
@@ -95,7 +101,7 @@ size_t vhost_blk_config(const struct vhost_blk *s, uint8_t *cfg, size_t len)
 	c[25] = 0;		   /* alignment_offset */
 	put_le16(c + 26, (uint16_t)(SDS_BLOCK_SIZE / bs)); /* min_io_size */
 	put_le32(c + 28, 0);				 /* opt_io_size */
-	c[32] = s->writeback;				 /* writeback */
+	c[32] = !s->write_through; /* writeback (read only without CONFIG_WCE) */
 	put_le16(c + 34, (uint16_t)s->max_queues);
 	put_le32(c + 36, VHOST_BLK_MAX_DWZ_SECTORS);
 	put_le32(c + 40, VHOST_BLK_MAX_DWZ_SEG);
@@ -140,7 +146,8 @@ static void vhost_blk_scatter(const struct vring_iov *iov, unsigned niov,
 
 static void vhost_blk_free(struct vhost_blk_req *r)
 {
-	free(r->io.buf);
+	if (!r->guest_buf)
+		free(r->io.buf);
 	free(r);
 }
 
@@ -170,7 +177,7 @@ static void vhost_blk_done(struct sds_io *io, int status)
 	/* Guest memory stays mapped while requests are in the engine; once
 	 * the connection is closing the ring is no longer ours to write. */
 	if (!c->closing && q->started) {
-		if (status == 0 && r->type == VIRTIO_BLK_T_IN)
+		if (status == 0 && r->type == VIRTIO_BLK_T_IN && !r->guest_buf)
 			vhost_blk_scatter(r->iov, r->niov, io->buf, io->len);
 		*r->status = vhost_blk_status(status);
 		vhost_vq_complete(q, r->head, r->used_len);
@@ -193,10 +200,10 @@ static void vhost_blk_submit(struct vhost_blk_req *r)
 				  ? SDS_IO_NO_UNMAP
 				  : 0;
 	}
-	/* Write-through: durable before the guest sees the completion. */
-	if (!s->writeback && r->io.op != SDS_OP_READ &&
-	    r->io.op != SDS_OP_FLUSH)
-		r->io.flags |= SDS_IO_FUA;
+	/* Never acknowledge a change a back-end restart could lose: the
+	 * guest keeps running and would read the old data back. */
+	if (r->io.op != SDS_OP_READ && r->io.op != SDS_OP_FLUSH)
+		r->io.flags |= s->write_through ? SDS_IO_FUA : SDS_IO_LOGGED;
 	r->io.cb = vhost_blk_done;
 	sds_vdisk_submit(s->vd, &r->io);
 }
@@ -302,11 +309,6 @@ void vhost_blk_handle(struct vhost_vq *q, uint16_t head)
 		}
 		if (len == 0)
 			break;
-		if (posix_memalign(&r->io.buf, VHOST_BLK_IO_ALIGN, len)) {
-			r->io.buf = NULL;
-			st = VIRTIO_BLK_S_IOERR;
-			break;
-		}
 		r->io.offset = h.sector * 512;
 		r->io.len = len;
 		if (h.type == VIRTIO_BLK_T_IN) {
@@ -318,7 +320,21 @@ void vhost_blk_handle(struct vhost_vq *q, uint16_t head)
 			       niov * sizeof(struct vring_iov));
 			r->iov[niov - 1].len--;
 			r->niov = niov;
-		} else {
+			/* One segment: no copy (the engine bounces on its own
+			 * if it is not 4096-aligned). Guest memory stays
+			 * mapped while the request is in the engine. */
+			if (r->iov[0].len == len) {
+				r->io.buf = r->iov[0].base;
+				r->guest_buf = true;
+				break;
+			}
+		}
+		if (posix_memalign(&r->io.buf, VHOST_BLK_IO_ALIGN, len)) {
+			r->io.buf = NULL;
+			st = VIRTIO_BLK_S_IOERR;
+			break;
+		}
+		if (h.type == VIRTIO_BLK_T_OUT) {
 			r->io.op = SDS_OP_WRITE;
 			vhost_blk_gather(ch, sizeof(h), r->io.buf, len);
 		}

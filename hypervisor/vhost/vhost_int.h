@@ -193,7 +193,7 @@ struct vhost_blk {
 	char *path;
 	char serial[21]; /* GET_ID: the vdisk name, at most 20 bytes */
 	unsigned max_queues;
-	bool writeback; /* see vhost_blk_opts */
+	bool write_through; /* see vhost_blk_opts */
 	int lfd;
 	uv_poll_t lpoll;
 	uv_prepare_t calls; /* writes call eventfds before the loop blocks */

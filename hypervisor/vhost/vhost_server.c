@@ -149,7 +149,7 @@ int vhost_blk_start(uv_loop_t *loop, struct sds_pool *pool,
 	s->loop = loop;
 	s->pool = pool;
 	s->max_queues = nq;
-	s->writeback = opts->writeback;
+	s->write_through = opts->write_through;
 	s->lfd = -1;
 	s->pending_fd = -1;
 	int rc = sds_vdisk_open(pool, opts->vdisk, &s->vd);

@@ -33,8 +33,11 @@ enum vm_restart { VM_RESTART_NEVER, VM_RESTART_ON_CRASH, VM_RESTART_ALWAYS };
 enum vm_boot { VM_BOOT_KERNEL, VM_BOOT_DISK };
 enum vm_firmware { VM_FW_SEABIOS, VM_FW_OVMF };
 
+#define VM_VDISK_NAME_MAX 63 /* SDS_NAME_MAX */
+
 struct vm_disk {
-	char *vhost_socket; /* a Cairn vdisk (cairnd --vhost-blk), or */
+	char *vdisk;	    /* a Cairn vdisk by name: VHOST_DIR/NAME.sock, or */
+	char *vhost_socket; /* a vhost-user-blk socket (cairnd --vhost-blk), or */
 	char *file;	    /* a raw file (tests) */
 	bool readonly;
 };
@@ -91,6 +94,12 @@ void vm_def_fill_macs(struct vm_def *d);
 void vm_mac_format(const uint8_t mac[6], char out[18]);
 bool vm_uuid_valid(const char *s);
 bool vm_name_valid(const char *s);
+bool vm_vdisk_name_valid(const char *s);
+/* Points every {"vdisk": NAME} disk at vhost_dir/NAME.sock, the socket
+ * cairnd serves it on (cairnd --vhost-blk NAME=VHOST_DIR/NAME.sock).
+ * vhost_dir NULL: such disks are refused. 0, -EINVAL or -ENOMEM. */
+int vm_def_resolve_vdisks(struct vm_def *d, const char *vhost_dir, char *err,
+			  size_t errlen);
 const char *vm_restart_name(enum vm_restart r);
 
 /* ---- lifecycle state machine (hypervisor/hostd/vm_state.c) ---- */
@@ -223,6 +232,7 @@ struct hostd_config {
 	const char *qemu_bin;	  /* default qemu-system-x86_64 */
 	const char *cgroup_root;  /* default /sys/fs/cgroup */
 	unsigned stop_timeout_ms; /* ACPI powerdown grace, default 30 s */
+	const char *vhost_dir;	  /* {"vdisk": NAME} disks: DIR/NAME.sock */
 };
 
 struct hostd;

@@ -73,6 +73,7 @@ struct sds_pool_stats {
 	uint64_t crc_errors;    /* checksum mismatches seen on read */
 	uint64_t io_errors;     /* disk IO errors */
 	uint64_t commits;       /* metadata group commits */
+	uint64_t log_writes;    /* unsynced WAL writes for SDS_IO_LOGGED */
 	uint64_t reads, writes; /* completed vdisk IOs */
 	unsigned ndisks;
 	/* background scrubber */
@@ -173,6 +174,13 @@ enum sds_op {
 
 #define SDS_IO_FUA (1u << 0)      /* durable on acknowledgement */
 #define SDS_IO_NO_UNMAP (1u << 1) /* WRITE_ZEROES: keep space allocated */
+/* Changes (WRITE, WRITE_ZEROES, UNMAP, COMPARE_AND_WRITE, COPY_RANGE):
+ * acknowledged only once the change survives a crash of this process
+ * (kill -9), not a power loss: its metadata is in RocksDB's WAL, written
+ * without sync and shared by every such request of one loop turn. A FLUSH
+ * still makes it durable. For front ends whose client outlives the server
+ * process (a VM whose back end restarts). */
+#define SDS_IO_LOGGED (1u << 2)
 
 struct sds_io {
 	enum sds_op op;

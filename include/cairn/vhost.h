@@ -24,12 +24,14 @@ struct vhost_blk_opts {
 	const char *socket_path; /* created (a stale socket is replaced) */
 	const char *vdisk;	 /* name; a snapshot is served read-only */
 	unsigned num_queues;	 /* offered queues; 0 = default */
-	/* Acknowledge writes before they are durable (a volatile write
-	 * cache: the guest's FLUSH makes them durable). The default is
-	 * write-through: every write, write-zeroes and discard is durable
-	 * when the guest sees it complete, so a back end killed and
-	 * restarted under a running guest loses nothing it acknowledged. */
-	bool writeback;
+	/* By default the disk has a write cache that only a power loss can
+	 * lose: every write, write-zeroes and discard is acknowledged once it
+	 * survives a crash of this process (SDS_IO_LOGGED), so a back end
+	 * killed and restarted under a running guest loses nothing it
+	 * acknowledged, and the guest's FLUSH makes it durable. write_through
+	 * makes every change durable before it is acknowledged (SDS_IO_FUA:
+	 * one group commit per write batch), for guests that never flush. */
+	bool write_through;
 };
 
 /* Opens the vdisk, binds and listens. Returns 0, or -errno with a message

@@ -3,9 +3,10 @@
 # kernel + a busybox initramfs). Every state the agent reports is checked:
 # define (and refusals), start -> running with the guest's marker on the
 # console, ACPI stop -> stopped, force-stop, kill -9 of QEMU -> crashed,
-# restart policy on-crash -> running again, reboot, stop timeout then force,
-# agent killed and restarted -> VM re-attached, delete, accelerator status,
-# agent SIGTERM -> VMs force-stopped and the agent exits 0.
+# restart policy on-crash -> running again, reboot, pause and resume, stop
+# timeout then force, agent killed and restarted -> VM re-attached, delete,
+# accelerator status, agent SIGTERM -> VMs force-stopped and the agent
+# exits 0.
 #
 #   tests/integration/hostd_lifecycle.sh BUILD_DIR
 . "$(dirname "$0")/lib_cairnd.sh"
@@ -118,6 +119,14 @@ wait_console t1 CAIRN-GUEST-READY 2 "$BOOT"
 [[ $(vm_field t1 state) == running ]] || fail "not running after reboot"
 [[ $(vm_field t1 pid) == "$pid" ]] || fail "reboot changed the QEMU pid"
 grep -q "t1: reset" "$CAIRND_LOG" || fail "RESET event not seen"
+
+step "pause -> paused (QMP stop), resume -> running (QMP cont)"
+vm resume t1 2>/dev/null && fail "resume of a running VM accepted"
+vm pause t1 --timeout 30 || fail "pause"
+[[ $(vm_field t1 reason) == "paused (vm.pause)" ]] || fail "pause reason: $(vm_field t1 reason)"
+vm pause t1 2>/dev/null && fail "pause of a paused VM accepted"
+vm resume t1 --timeout 30 || fail "resume"
+[[ $(vm_field t1 pid) == "$pid" ]] || fail "pause/resume changed the QEMU pid"
 vm force-stop t1 --timeout 30 || fail "force-stop after reboot"
 
 step "stop while the guest cannot answer ACPI: timeout, then force"

@@ -14,14 +14,8 @@ BOOT=${HOSTD_BOOT_TIMEOUT:-180}
 BR=cbt$$ # a bridge of our own: parallel runs never share one
 
 net_cleanup() {
-	local rc=$? i
-	if [[ -n $CAIRND_PID ]] && kill -0 "$CAIRND_PID" 2>/dev/null; then
-		kill -TERM "$CAIRND_PID" 2>/dev/null
-		for ((i = 0; i < 200; i++)); do
-			kill -0 "$CAIRND_PID" 2>/dev/null || break
-			sleep 0.05
-		done
-	fi
+	local rc=$?
+	hostd_term_agent
 	ip link del "$BR" 2>/dev/null || true
 	(exit $rc)
 	cairn_cleanup

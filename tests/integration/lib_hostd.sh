@@ -157,6 +157,48 @@ hostd_start() {
 	[[ -s $ready ]] || fail "cairn-hostd not ready after ${HOSTD_READY_TIMEOUT}s"
 }
 
+# With cairnd serving vdisks to the VMs: hostd_cairnd_start POOL ARGS...
+# starts cairnd (cairnd_start ARGS), waits for the vhost socket SOCK given
+# as HOSTD_VHOST_SOCK, and arms an exit trap that stops the agent first
+# (it force-stops its VMs), then cairnd. hostd_stop_all stops both, checked.
+CAIRND_OF_VHOST=
+# hostd_term_agent: SIGTERM to the agent (CAIRND_PID), which force-stops
+# its VMs; waits up to 10 s. For exit traps.
+hostd_term_agent() {
+	local i
+	if [[ -n $CAIRND_PID ]] && kill -0 "$CAIRND_PID" 2>/dev/null; then
+		kill -TERM "$CAIRND_PID" 2>/dev/null
+		for ((i = 0; i < 200; i++)); do
+			kill -0 "$CAIRND_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+	fi
+}
+hostd__cleanup() {
+	local rc=$?
+	hostd_term_agent
+	CAIRND_PID=$CAIRND_OF_VHOST
+	(exit $rc)
+	cairn_cleanup
+}
+hostd_cairnd_start() {
+	local i
+	cairnd_start "$@"
+	CAIRND_OF_VHOST=$CAIRND_PID
+	trap hostd__cleanup EXIT
+	for ((i = 0; i < 100; i++)); do
+		[[ -S $HOSTD_VHOST_SOCK ]] && return 0
+		sleep 0.05
+	done
+	fail "no vhost socket $HOSTD_VHOST_SOCK"
+}
+hostd_stop_all() {
+	cairnd_stop # the agent
+	CAIRND_PID=$CAIRND_OF_VHOST
+	CAIRND_OF_VHOST=
+	cairnd_stop # cairnd
+}
+
 vm() { "$VMCLI" --socket "$HOSTD_SOCK" "$@"; }
 
 # vm_field NAME FIELD: one field of vm.status.

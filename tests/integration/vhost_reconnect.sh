@@ -61,6 +61,11 @@ guest_wait_exit "$BOOT_SECS" || { guest_kill; tail -n 30 "$LOG" >&2; fail "guest
 grep -E 'CAIRN-(IO-LOOP-OK|FAIL)|I/O error|virtio' "$LOG" | tail -n 20
 grep -q "CAIRN-IO-LOOP-OK" "$LOG" || { tail -n 40 "$LOG" >&2; fail "guest IO failed across back-end restarts"; }
 grep -h "resubmitting" "$T"/cairnd.*.log || echo "(no request was in flight at a kill)"
+# Log mode leaves the allocation bitmaps to the group commit; each restart
+# after a kill rebuilds them from the block tables (the fsck below checks).
+rebuilt=$(cat "$T"/cairnd.*.log | grep -c "rebuilding the allocation bitmaps" || true)
+echo "restarts that rebuilt the allocation bitmaps: $rebuilt of $KILLS"
+((rebuilt >= 1)) || fail "no restart found the log marker"
 [[ -n ${VHOST_KEEP_LOGS:-} ]] && cp "$T"/cairnd.*.log "$VHOST_KEEP_LOGS"/
 cairnd_stop
 pool_check "$P"

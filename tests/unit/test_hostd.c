@@ -110,6 +110,42 @@ static void test_def_parse(void)
 	vm_def_free(&d);
 }
 
+/* {"vdisk": NAME}: kept by name in the definition, resolved to the socket
+ * cairnd serves it on only when the agent has a --vhost-dir. */
+static void test_def_vdisk(void)
+{
+	struct vm_def d;
+	char err[256] = "";
+	json_t *j = def_json("\"disks\": [{\"vdisk\": \"vm0\"}]");
+	CHECK_EQ(vm_def_from_json(j, &d, err, sizeof(err)), 0);
+	json_decref(j);
+	CHECK(d.disks[0].vdisk && !strcmp(d.disks[0].vdisk, "vm0"));
+	CHECK_EQ(vm_def_resolve_vdisks(&d, NULL, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "no --vhost-dir") != NULL);
+	static const struct vm_host_limits host = {.cpus = 2,
+						   .memory_mib = 4096};
+	CHECK_EQ(vm_def_validate(&d, &host, true, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "not resolved") != NULL);
+	CHECK_EQ(vm_def_resolve_vdisks(&d, "/run/cairn/vhost", err,
+				       sizeof(err)), 0);
+	CHECK(!strcmp(d.disks[0].vhost_socket, "/run/cairn/vhost/vm0.sock"));
+	/* The stored definition names the vdisk, not today's socket. */
+	j = vm_def_to_json(&d);
+	json_t *disk = json_array_get(json_object_get(j, "disks"), 0);
+	CHECK(!strcmp(json_string_value(json_object_get(disk, "vdisk")),
+		      "vm0"));
+	CHECK(json_object_get(disk, "vhost_socket") == NULL);
+	json_decref(j);
+	vm_def_free(&d);
+	CHECK(parse_err("\"disks\": [{\"vdisk\": \"../x\"}]",
+			"bad vdisk name"));
+	CHECK(parse_err("\"disks\": [{\"vdisk\": \".hidden\"}]",
+			"bad vdisk name"));
+	CHECK(parse_err("\"disks\": [{\"vdisk\": \"a\", \"file\": "
+			"\"/b\"}]",
+			"exactly one of"));
+}
+
 static void test_def_refused(void)
 {
 	/* Impossible resources. */
@@ -645,6 +681,7 @@ int main(void)
 
 	test_def_parse();
 	test_def_refused();
+	test_def_vdisk();
 	test_mac();
 	test_state_machine();
 	test_record();

@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -648,6 +650,22 @@ static void test_resize_and_big_snapshot(void)
 	env_fini(&e);
 }
 
+/* Closes and reopens the pool; the 4 KiB at `off` of vdisk `name` must
+ * read as `want`. */
+static void reopen_expect(struct env *e, const char *name, uint64_t off,
+			  const uint8_t *want)
+{
+	env_close(e);
+	env_open(e, false);
+	struct sds_vdisk *v;
+	uint8_t *r = abuf(4096);
+	CHECK_EQ(sds_vdisk_open(e->pool, name, &v), 0);
+	CHECK_EQ(rw(e, v, SDS_OP_READ, off, 4096, r), 0);
+	CHECK(memcmp(r, want, 4096) == 0);
+	sds_vdisk_close(v);
+	free(r);
+}
+
 /* The commit worker runs on libuv's thread pool: the flag is atomic. */
 static int fail_commits;
 static int inject(void *arg, const char *point)
@@ -686,20 +704,138 @@ static void test_commit_failure(void)
 	CHECK_EQ(pool_flush(&e), -EIO);
 	__atomic_store_n(&fail_commits, 0, __ATOMIC_SEQ_CST);
 	sds_vdisk_close(v);
-	env_close(&e);
-	env_open(&e, false);
-	CHECK_EQ(sds_vdisk_open(e.pool, "f", &v), 0);
-	CHECK_EQ(rw(&e, v, SDS_OP_READ, 0, 4096, r), 0);
-	CHECK(memcmp(r, a, 4096) == 0);
-	sds_vdisk_close(v);
+	reopen_expect(&e, "f", 0, a);
 	free(a);
 	free(r);
 	env_fini(&e);
 }
 
-int main(void)
+/* ---- SDS_IO_LOGGED: survives the death of the process ------------------ */
+
+#define LOGGED_HOUR_MS 3600000u /* no group commit during the child's life */
+
+static void logged_open(uv_loop_t *loop, const char *dir, struct sds_pool **p)
+{
+	char err[256];
+	struct sds_pool_opts o = {.commit_interval_ms = LOGGED_HOUR_MS,
+				  .cache_extents = 64};
+	if (sds_pool_open(loop, dir, &o, p, err, sizeof(err))) {
+		fprintf(stderr, "open: %s\n", err);
+		exit(1);
+	}
+}
+
+static int logged_io(uv_loop_t *loop, struct sds_vdisk *v, uint32_t flags,
+		     uint64_t off, void *buf)
+{
+	struct waiter w = {0};
+	struct sds_io io = {.op = SDS_OP_WRITE, .flags = flags, .offset = off,
+			    .len = 4096, .buf = buf, .priv = &w, .cb = io_cb};
+	sds_vdisk_submit(v, &io);
+	while (!w.done)
+		uv_run(loop, UV_RUN_ONCE);
+	return w.status;
+}
+
+/* The child (a fresh exec of this binary): overwrites block 0 and writes
+ * block 1 with SDS_IO_LOGGED, FLUSHes (a group commit in log mode: the WAL
+ * synced after the data), writes block 3 logged and block 2 without, and
+ * dies by SIGKILL: no close, no later commit. Prints "logged" once the
+ * writes are acked. */
+static int logged_child(const char *dir)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct sds_pool *p;
+	logged_open(&loop, dir, &p);
+	struct sds_vdisk *v;
+	if (sds_vdisk_open(p, "l", &v))
+		return 2;
+	uint8_t *b = abuf(4096);
+	static const unsigned order[] = {0, 1, 3, 2};
+	int rc = 0;
+	for (unsigned k = 0; k < 4 && !rc; k++) {
+		unsigned i = order[k];
+		fill(b, 4096, 100 + i);
+		rc = logged_io(&loop, v, i != 2 ? SDS_IO_LOGGED : 0, i * 4096, b);
+		if (k == 1 && !rc) {
+			struct waiter w = {0};
+			sds_pool_flush(p, flush_cb, &w);
+			while (!w.done)
+				uv_run(&loop, UV_RUN_ONCE);
+			rc = w.status;
+		}
+	}
+	struct sds_pool_stats st;
+	sds_pool_stats(p, &st);
+	if (rc || st.commits != 1 || st.log_writes < 3) {
+		fprintf(stderr, "child: rc %d commits %llu log_writes %llu\n",
+			rc, (unsigned long long)st.commits,
+			(unsigned long long)st.log_writes);
+		return 3;
+	}
+	printf("logged\n");
+	fflush(stdout);
+	raise(SIGKILL);
+	return 4;
+}
+
+static void test_logged_survives_kill(void)
+{
+	current_test = "test_logged_survives_kill";
+	struct env e;
+	env_init(&e, 16 << 20);
+	CHECK_EQ(sds_vdisk_create(e.pool, "l", 4 << 20, 4096), 0);
+	struct sds_vdisk *v;
+	CHECK_EQ(sds_vdisk_open(e.pool, "l", &v), 0);
+	uint8_t *b = abuf(4096), *r = abuf(4096);
+	fill(b, 4096, 99);
+	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4096, b), 0);
+	sds_vdisk_close(v);
+	CHECK_EQ(pool_flush(&e), 0);
+	env_close(&e);
+
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "exec /proc/%d/exe --logged-child '%s'",
+		 (int)getpid(), e.dir);
+	FILE *f = popen(cmd, "r");
+	CHECK(f != NULL);
+	char line[64] = "";
+	if (f && !fgets(line, sizeof(line), f))
+		line[0] = 0;
+	int ws = f ? pclose(f) : -1;
+	CHECK(strcmp(line, "logged\n") == 0);
+	CHECK(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+
+	/* What a restarted daemon finds: the logged writes, not the other. */
+	env_open(&e, false);
+	check_pool(&e);
+	CHECK_EQ(sds_vdisk_open(e.pool, "l", &v), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		CHECK_EQ(rw(&e, v, SDS_OP_READ, i * 4096, 4096, r), 0);
+		if (i != 2)
+			fill(b, 4096, 100 + i);
+		else
+			memset(b, 0, 4096);
+		CHECK(memcmp(r, b, 4096) == 0);
+	}
+	/* Logged but never flushed: a clean close must still commit it. */
+	fill(b, 4096, 7);
+	struct sds_io io = {.op = SDS_OP_WRITE, .flags = SDS_IO_LOGGED,
+			    .offset = 16384, .len = 4096, .buf = b};
+	CHECK_EQ(run_io(&e, v, &io), 0);
+	sds_vdisk_close(v);
+	reopen_expect(&e, "l", 16384, b);
+	free(b);
+	free(r);
+	env_fini(&e);
+}
+
+int main(int argc, char **argv)
 {
 	log_init();
+	if (argc == 3 && !strcmp(argv[1], "--logged-child"))
+		return logged_child(argv[2]);
 	test_basic_rw();
 	test_model();
 	test_snapshot_clone();
@@ -709,6 +845,7 @@ int main(void)
 	test_corruption();
 	test_resize_and_big_snapshot();
 	test_commit_failure();
+	test_logged_survives_kill();
 	if (failures) {
 		fprintf(stderr, "test_sds: %d check(s) failed\n", failures);
 		return 1;
