@@ -32,8 +32,7 @@ usage() {
 	exit 2
 }
 
-# stop_cairnd PID (SIGTERM, SIGKILL after STOP_TIMEOUT): the demo scripts'
-# one copy (demo.sh can source it too).
+# stop_proc PID COMM (SIGTERM, SIGKILL after STOP_TIMEOUT), shared with demo.sh.
 . "$(dirname "${BASH_SOURCE[0]}")/lib_demo.sh"
 
 stop_cluster() {
@@ -41,7 +40,7 @@ stop_cluster() {
 	for ((i = NODES; i >= 1; i--)); do
 		[[ -f $dir/node$i/cairnd.pid ]] || continue
 		pid=$(cat "$dir/node$i/cairnd.pid" 2>/dev/null || true)
-		[[ $pid =~ ^[0-9]+$ ]] && stop_cairnd "$pid"
+		[[ $pid =~ ^[0-9]+$ ]] && stop_proc "$pid" cairnd
 		rm -f "$dir/node$i/cairnd.pid" "$dir/node$i/ready"
 	done
 }

@@ -14,6 +14,12 @@
 #           TCG or KVM as the agent's probe decides) with vm0 as its disk,
 #           and waits for the guest's marker on its serial console.
 #           CAIRN_DEMO_VM=0 skips it.
+#   cluster a three-node cluster of cairnd on loopback
+#           (scripts/demo-cluster.sh: API on 8441-8443, Raft on 7441-7443),
+#           its admin password changed to a random one in
+#           build/demo/admin-password; demo.env gains API_URL, CA_CERT and
+#           ADMIN_PASSWORD_FILE, so a shell that exports it can run
+#           `cairn cluster status`. CAIRN_DEMO_CLUSTER=0 skips it.
 #
 # Once every step is ready, build/demo/demo.env holds KEY=VALUE lines saying
 # what is served and where (a shell that exports it can run `cairn-vm list`).
@@ -24,12 +30,7 @@
 # Adding a step: write demo_NAME (start processes with svc_start, wait with
 # svc_wait_ready, or register a stop command with svc_on_stop; add env_add
 # lines and summary_add text) and call it from demo_main. A step that
-# appends to demo.env itself (scripts/demo-cluster.sh does) runs after
-# write_env, e.g.:
-#   demo_cluster() {
-#       svc_on_stop "$ROOT/scripts/demo-cluster.sh" --stop "$ADEMO"
-#       "$ROOT/scripts/demo-cluster.sh" "$BUILD" "$ADEMO"
-#   }
+# appends to demo.env itself (demo_cluster) runs after write_env.
 set -euo pipefail
 
 if (($# != 1)); then
@@ -59,6 +60,7 @@ ISCSI_PORT=${CAIRN_DEMO_ISCSI_PORT:-3260}
 ISCSI_TARGET=iqn.2026-11.org.cairn:demo
 ISCSI_USER=demo
 WITH_VM=${CAIRN_DEMO_VM:-1}
+WITH_CLUSTER=${CAIRN_DEMO_CLUSTER:-1}
 VM_NAME=demo-vm
 VM_DISK=vm0
 VHOST_DIR=$ADEMO/vhost # cairnd serves vdisk NAME on VHOST_DIR/NAME.sock
@@ -67,6 +69,8 @@ HOSTD_SOCK=$ADEMO/hostd.sock
 READY_TIMEOUT=60                         # seconds for a daemon to be ready
 VM_BOOT_TIMEOUT=${CAIRN_DEMO_VM_BOOT:-300} # seconds to the guest's marker (TCG is slow)
 STOP_TIMEOUT=30                          # seconds for a daemon to stop after SIGTERM
+# is_running, stop_proc (shared with scripts/demo-cluster.sh)
+. "$ROOT/scripts/lib_demo.sh"
 
 for bin in "$SDS" "$CAIRND" "$HOSTD" "$VMCLI"; do
 	if [[ ! -x $bin ]]; then
@@ -85,25 +89,6 @@ SUMMARY=()
 
 env_add() { ENV_LINES+=("$@"); }
 summary_add() { SUMMARY+=("$1"); }
-
-# Whether PID is alive and runs COMM (a zombie counts as gone).
-is_running() {
-	[[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]] || return 1
-	[[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) != Z ]]
-}
-
-# Stop PID if it runs COMM: SIGTERM, then SIGKILL after STOP_TIMEOUT.
-stop_proc() {
-	local pid=$1 comm=$2 i
-	is_running "$pid" "$comm" || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-		is_running "$pid" "$comm" || return 0
-		sleep 0.1
-	done
-	echo "demo: $comm $pid did not stop in ${STOP_TIMEOUT}s; killing it" >&2
-	kill -KILL "$pid" 2>/dev/null || true
-}
 
 # svc_start COMM LOGFILE CMD...: starts CMD in the background, recorded
 # for the stop in reverse order; sets SVC_PID.
@@ -170,6 +155,8 @@ stop_all() {
 # found by its pidfile.
 stop_leftovers() {
 	local comm pid f
+	[[ -d $ADEMO/cluster ]] &&
+		"$ROOT/scripts/demo-cluster.sh" --stop "$ADEMO" >/dev/null 2>&1 || true
 	if [[ -f $PIDS_FILE ]]; then
 		tac "$PIDS_FILE" | while read -r comm pid; do
 			[[ $pid =~ ^[0-9]+$ ]] && stop_proc "$pid" "$comm"
@@ -326,6 +313,17 @@ serial console log is $console.
     (set -a; . $DEMO/demo.env; $VMCLI console $VM_NAME)    # a shell; Ctrl-] leaves"
 }
 
+demo_cluster() {
+	((WITH_CLUSTER)) || return 0
+	svc_on_stop "$ROOT/scripts/demo-cluster.sh" --stop "$ADEMO"
+	"$ROOT/scripts/demo-cluster.sh" "$BUILD" "$ADEMO" >"$ADEMO/cluster.log" 2>&1 || {
+		echo "demo: the cluster did not start; see $ADEMO/cluster.log" >&2
+		exit 1
+	}
+	summary_add "Three-node cluster (cairnd on 127.0.0.1:8441-8443):
+    (set -a; . $DEMO/demo.env; $BUILD/bin/cairn cluster status)"
+}
+
 write_env() {
 	printf '%s\n' "${ENV_LINES[@]}" >"$ENV.tmp"
 	chmod 600 "$ENV.tmp"
@@ -343,6 +341,7 @@ demo_main() {
 	demo_vm
 	write_env
 	# Steps that append to demo.env go here.
+	demo_cluster
 	echo
 	echo "Cairn demo on a pool over $DEMO/disk0.img and disk1.img:"
 	local s
