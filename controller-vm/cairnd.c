@@ -462,6 +462,8 @@ int main(int argc, char **argv)
 	struct sds_pool_opts po = {
 	    .commit_interval_ms = d.args.commit_interval_ms,
 	    .no_checksum = d.args.no_checksum,
+	    /* vhost-user-blk acknowledges writes logged (docs/vhost.md) */
+	    .log = d.args.nvhost > 0,
 	};
 	rc =
 	    sds_pool_open(&d.loop, d.args.data, &po, &d.pool, err, sizeof(err));

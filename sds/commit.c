@@ -20,13 +20,15 @@
  * batch included, durable (sds_commit__start runs while anything logged is
  * unsynced). RocksDB applies writes in WAL order, so no logged batch may be
  * written while a group commit's batch is on the worker (it would land
- * first and be overwritten by the older state). So once a pool has seen a
- * logged request it is in log mode: a group commit writes its batch on the
- * loop thread too, unsynced, in order with the log's, and the worker only
- * fdatasyncs the data disks and then syncs the WAL; the log never waits
- * for a commit. The price: the kernel may write a batch's WAL pages back
- * before the data's fdatasync (docs/sds.md, "The log"). A pool that never
- * sees one keeps the strict order above. */
+ * first and be overwritten by the older state). So a pool opened in log
+ * mode (opts.log) writes a group commit's batch on the loop thread too,
+ * unsynced, in order with the log's, and the worker only fdatasyncs the
+ * data disks and then syncs the WAL; the log never waits for a commit.
+ * Metadata can then reach the WAL (and the kernel can write the WAL back)
+ * before any fdatasync, so in log mode every data write is RWF_DSYNC (io.c):
+ * its data is stable when its completion makes the metadata dirty, and no
+ * metadata ever lands before its data (SDS-NOTES 1). A pool not in log mode
+ * keeps the strict order above, and treats SDS_IO_LOGGED as SDS_IO_FUA. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,7 +435,10 @@ static void sds_commit__on_check(uv_check_t *h)
  * phase shares one WAL write. */
 void sds_commit_log_wait(struct sds_pool *p, struct sds_req *r)
 {
-	p->log_mode = true;
+	if (!p->log_mode) {
+		sds_commit_wait(p, r); /* not a log-mode pool: as FUA */
+		return;
+	}
 	TAILQ_INSERT_TAIL(&p->log_waiters, r, link);
 	uv_check_start(&p->log_check, sds_commit__on_check);
 }

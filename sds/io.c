@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h> /* RWF_DSYNC */
 
 #include "log.h"
 #include "sds_internal.h"
@@ -308,7 +309,8 @@ static void io__alloc_and_write(struct sds_req *r)
 				p->disks[pba_disk(s->pba)].fd,
 				r->data + s->blk * SDS_BLOCK_SIZE,
 				s->n * SDS_BLOCK_SIZE,
-				pba_block(s->pba) * SDS_BLOCK_SIZE);
+				pba_block(s->pba) * SDS_BLOCK_SIZE,
+				p->log_mode ? RWF_DSYNC : 0);
 	}
 }
 

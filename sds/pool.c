@@ -295,6 +295,7 @@ int sds_pool_open(uv_loop_t *loop, const char *dir,
 	p->dir = strdup(dir);
 	if (opts)
 		p->opts = *opts;
+	p->log_mode = p->opts.log;
 	if (!p->opts.commit_interval_ms)
 		p->opts.commit_interval_ms = SDS_DEFAULT_COMMIT_MS;
 	if (!p->opts.cache_extents)

@@ -43,6 +43,7 @@ struct sds_uring_op {
 	void (*cb)(struct sds_uring_op *op, int res); /* res: bytes or -errno */
 	TAILQ_ENTRY(sds_uring_op) link; /* waiting for a free SQE */
 	int opcode;
+	int rw_flags; /* RWF_* for writes */
 	int fd;
 	void *buf;
 	uint32_t len;
@@ -66,8 +67,9 @@ int sds_uring_init(struct sds_uring *u, uv_loop_t *loop, unsigned entries);
 void sds_uring_close(struct sds_uring *u, uv_close_cb cb, void *data);
 void sds_uring_read(struct sds_uring *u, struct sds_uring_op *op, int fd,
 		    void *buf, uint32_t len, uint64_t off);
+/* rw_flags: RWF_* (RWF_DSYNC in log mode) */
 void sds_uring_write(struct sds_uring *u, struct sds_uring_op *op, int fd,
-		     void *buf, uint32_t len, uint64_t off);
+		     void *buf, uint32_t len, uint64_t off, int rw_flags);
 
 /* ---- disks and allocation (disk.c, alloc.c) ---------------------------- */
 struct sds_disk {
@@ -360,8 +362,8 @@ struct sds_pool {
 	struct sds_reqq log_waiters;     /* SDS_IO_LOGGED */
 	uv_check_t log_check;            /* writes the log after the poll */
 	bool logged; /* unsynced log batches: the next commit must sync */
-	bool log_mode; /* a logged request was seen: batches written on the
-			* loop, the commit worker syncs the WAL (commit.c) */
+	bool log_mode; /* opts.log: batches written on the loop, the commit
+			* worker syncs the WAL, data written RWF_DSYNC */
 	bool log_marked; /* the L key is on record (commit.c) */
 	char commit_err[256];
 

@@ -16,8 +16,10 @@ static void sds_uring__prep(struct sds_uring *u, struct sds_uring_op *op,
 {
 	if (op->opcode == IORING_OP_READ)
 		io_uring_prep_read(sqe, op->fd, op->buf, op->len, op->off);
-	else
+	else {
 		io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->off);
+		sqe->rw_flags = op->rw_flags;
+	}
 	io_uring_sqe_set_data(sqe, op);
 	u->unsubmitted++;
 	u->inflight++;
@@ -162,11 +164,13 @@ static void sds_uring__rw(struct sds_uring *u, struct sds_uring_op *op,
 void sds_uring_read(struct sds_uring *u, struct sds_uring_op *op, int fd,
 		    void *buf, uint32_t len, uint64_t off)
 {
+	op->rw_flags = 0;
 	sds_uring__rw(u, op, IORING_OP_READ, fd, buf, len, off);
 }
 
 void sds_uring_write(struct sds_uring *u, struct sds_uring_op *op, int fd,
-		     void *buf, uint32_t len, uint64_t off)
+		     void *buf, uint32_t len, uint64_t off, int rw_flags)
 {
+	op->rw_flags = rw_flags;
 	sds_uring__rw(u, op, IORING_OP_WRITE, fd, buf, len, off);
 }

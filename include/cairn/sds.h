@@ -38,6 +38,14 @@ struct sds_pool_opts {
 	 * makes that step fail with it as -errno. NULL in production. */
 	int (*fault)(void *arg, const char *point);
 	void *fault_arg;
+	/* Log mode: the pool honours SDS_IO_LOGGED (without it such requests
+	 * are treated as SDS_IO_FUA). Every data write then goes to the disks
+	 * with RWF_DSYNC, so that its metadata may be written to the WAL
+	 * unsynced, and group commits written on the loop, before any
+	 * fdatasync: a block's metadata never reaches the WAL before its data
+	 * is stable (SDS-NOTES 1), whatever the kernel writes back when.
+	 * For front ends whose client outlives this process (vhost-user-blk). */
+	bool log;
 };
 
 /* Creates a pool in `dir` (RocksDB lives in dir/meta) over `ndisks` disks:
@@ -179,7 +187,8 @@ enum sds_op {
  * (kill -9), not a power loss: its metadata is in RocksDB's WAL, written
  * without sync and shared by every such request of one loop turn. A FLUSH
  * still makes it durable. For front ends whose client outlives the server
- * process (a VM whose back end restarts). */
+ * process (a VM whose back end restarts). Needs a pool opened with
+ * opts.log; in any other pool it means SDS_IO_FUA. */
 #define SDS_IO_LOGGED (1u << 2)
 
 struct sds_io {

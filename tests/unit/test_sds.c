@@ -718,7 +718,7 @@ static void logged_open(uv_loop_t *loop, const char *dir, struct sds_pool **p)
 {
 	char err[256];
 	struct sds_pool_opts o = {.commit_interval_ms = LOGGED_HOUR_MS,
-				  .cache_extents = 64};
+				  .cache_extents = 64, .log = true};
 	if (sds_pool_open(loop, dir, &o, p, err, sizeof(err))) {
 		fprintf(stderr, "open: %s\n", err);
 		exit(1);
