@@ -1496,6 +1496,144 @@ static void test_tmf(struct env *e)
 	CHECK_EQ(w.resp, SCSI_TMF_NOT_SUPPORTED);
 }
 
+/* ---- SANITIZE (SBC-4 5.30) ---------------------------------------------- */
+
+static struct res sanitize(struct env *e, uint64_t lun, uint8_t b1,
+			   const void *pl, uint16_t plen)
+{
+	uint8_t cdb[10] = {0x48, b1};
+	put_be16(cdb + 7, plen);
+	return run(e, lun, cdb, 10, pl, plen);
+}
+
+/* Runs the loop until TEST UNIT READY stops answering SANITIZE IN
+ * PROGRESS. */
+static void sanitize_wait(struct env *e, uint64_t lun)
+{
+	for (;;) {
+		struct res r = run(e, lun, TUR, 6, NULL, 0);
+		if (r.status == SCSI_STATUS_GOOD)
+			return;
+		CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+		if (r.key != 0x2)
+			return;
+		uv_run(&e->loop, UV_RUN_ONCE);
+	}
+}
+
+static void test_sanitize(struct env *e)
+{
+	const uint64_t lun = 1; /* d4k */
+	uint32_t bs = 4096;
+	uint8_t *buf = abuf(bs);
+	uint8_t cdb[16];
+	fill(buf, bs, 77);
+	cdb_rw16(cdb, 0x8a, 5, 1);
+	CHECK_GOOD(run(e, lun, cdb, 16, buf, bs));
+	/* bad CDBs and parameter lists: nothing starts */
+	uint8_t pl[8 + 4096] = {0x01, 0, 0, 4, 0xa5, 0x5a, 0xc3, 0x3c};
+	struct res r = sanitize(e, lun, 0x02, pl, 8); /* BLOCK ERASE + list */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x03, NULL, 0); /* CRYPTOGRAPHIC ERASE: no */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x05, NULL, 0);
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x40 | 0x01, pl, 8); /* reserved bit */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x01, pl, 4); /* no pattern */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x01, pl, 4 + 4097); /* pattern > block */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	pl[0] = 0x00; /* OVERWRITE COUNT 0 */
+	r = sanitize(e, lun, 0x01, pl, 8);
+	CHECK_SENSE(r, 0x5, 0x26, 0x00);
+	pl[0] = 0x01;
+	pl[3] = 3; /* pattern length != list length - 4 */
+	r = sanitize(e, lun, 0x01, pl, 8);
+	CHECK_SENSE(r, 0x5, 0x26, 0x00);
+	pl[3] = 4;
+	CHECK_GOOD(run(e, lun, TUR, 6, NULL, 0));
+	/* write protected: the snapshot LU */
+	r = sanitize(e, 2, 0x02, NULL, 0);
+	CHECK_SENSE(r, 0x7, 0x27, 0x00);
+	/* EXIT FAILURE MODE outside failure mode: nothing to do */
+	CHECK_GOOD(sanitize(e, lun, 0x1f, NULL, 0));
+
+	/* OVERWRITE, IMMED: GOOD at once, then the LU is busy with it
+	 * (48 MiB at the sanitize rate takes a while). */
+	CHECK_GOOD(sanitize(e, lun, 0x80 | 0x01, pl, 8));
+	r = run(e, lun, TUR, 6, NULL, 0);
+	CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+	CHECK_EQ(r.sense[15] & 0x80, 0x80); /* SKSV: progress */
+	cdb_rw16(cdb, 0x88, 5, 1);
+	r = run(e, lun, cdb, 16, NULL, 0);
+	CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+	r = sanitize(e, lun, 0x02, NULL, 0); /* a second one waits too */
+	CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+	uint8_t inq[6] = {0x12, 0, 0, 0, 96, 0};
+	CHECK_GOOD(run(e, lun, inq, 6, NULL, 0));
+	uint8_t rs[6] = {0x03, 0, 0, 0, 18, 0};
+	r = run(e, lun, rs, 6, NULL, 0);
+	CHECK_GOOD(r);
+	CHECK_EQ(r.data[2], 0x2);
+	CHECK_EQ(r.data[12], 0x04);
+	CHECK_EQ(r.data[13], 0x1b);
+	CHECK_EQ(r.data[15], 0x80);
+	rs[1] = 0x01; /* descriptor format: progress indication descriptor */
+	r = run(e, lun, rs, 6, NULL, 0);
+	CHECK_GOOD(r);
+	CHECK_EQ(r.data[0], 0x72);
+	CHECK_EQ(r.data[8], 0x0a);
+	/* other LUs are not affected */
+	CHECK_GOOD(run(e, 0, TUR, 6, NULL, 0));
+	sanitize_wait(e, lun);
+	r = run(e, lun, cdb, 16, NULL, 0);
+	CHECK_GOOD(r);
+	for (uint32_t i = 0; i < bs; i++)
+		if (r.data[i] != pl[4 + i % 4]) {
+			CHECK(!"OVERWRITE pattern not read back");
+			break;
+		}
+
+	/* BLOCK ERASE without IMMED, aborted: the command ends, the erase
+	 * goes on (SBC-4 4.11.2). */
+	struct scsi_cmd c;
+	memset(&c, 0, sizeof(c));
+	bool done = false;
+	c.nexus = &e->na;
+	c.lun = lun;
+	c.cdb[0] = 0x48;
+	c.cdb[1] = 0x02;
+	c.cdb_len = 16;
+	c.tag = 0x5a5a;
+	c.done = cmd_done;
+	c.priv = &done;
+	scsi_cmd_submit(e->t, &c);
+	struct tmf_wait w = {0};
+	scsi_tmf(e->t, &e->na, SCSI_TMF_ABORT_TASK, lun, 0x5a5a, tmf_cb, &w);
+	loop_until(e, &w.done);
+	loop_until(e, &done);
+	CHECK_EQ(w.resp, SCSI_TMF_COMPLETE);
+	CHECK_EQ(c.status, SCSI_STATUS_TASK_ABORTED);
+	sanitize_wait(e, lun);
+	r = run(e, lun, cdb, 16, NULL, 0);
+	CHECK_GOOD(r);
+	for (uint32_t i = 0; i < bs; i++)
+		if (r.data[i]) {
+			CHECK(!"BLOCK ERASE left data");
+			break;
+		}
+	uint32_t blocks = 0;
+	CHECK(!lba_mapped(e, lun, 0, &blocks));
+	CHECK_EQ(blocks, D4K_SIZE / bs);
+	/* VPD B1h: WABEREQ 01b, WACEREQ 00b */
+	uint8_t vpd[6] = {0x12, 0x01, 0xb1, 0, 64, 0};
+	r = run(e, lun, vpd, 6, NULL, 0);
+	CHECK_GOOD(r);
+	CHECK_EQ(r.data[7] & 0xf0, 0x40);
+	free(buf);
+}
+
 /* ---- garbage in: every opcode with random CDB bytes and short data -------- */
 
 static void test_random_cdbs(struct env *e)
@@ -1760,6 +1898,7 @@ static void test_more(struct env *e)
 	test_xcopy(e);
 	test_rsoc(e);
 	test_tmf(e);
+	test_sanitize(e);
 	test_random_cdbs(e);
 }
 

@@ -253,6 +253,8 @@ struct iscsi_session *iscsi_session_new(struct iscsi_server *srv,
 					struct iscsi_login *l);
 void iscsi_session_add_conn(struct iscsi_session *s, struct iscsi_conn *c);
 void iscsi_session_remove_conn(struct iscsi_session *s, struct iscsi_conn *c);
+/* The I_T nexus ends (SPC-2 reservations and unit attentions with it). */
+void iscsi_session_release_nexus(struct iscsi_session *s);
 /* § 4.2.2.1: whether a non-immediate command's CmdSN is acceptable; it
  * then advances ExpCmdSN. */
 bool iscsi_session_cmdsn(struct iscsi_session *s, uint32_t cmdsn,

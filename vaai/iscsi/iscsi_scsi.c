@@ -743,14 +743,20 @@ void iscsi_scsi_logout_check(struct iscsi_conn *c)
 	iscsi_conn_queue(c, o, true);
 	c->state = ISCSI_CONN_FFP;
 	c->close_after_send = true;
-	if (c->logout_session && c->sess) {
+	struct iscsi_session *s = c->sess;
+	if (c->logout_session && s) {
 		struct iscsi_conn *o2, *next;
-		for (o2 = TAILQ_FIRST(&c->sess->conns); o2; o2 = next) {
+		for (o2 = TAILQ_FIRST(&s->conns); o2; o2 = next) {
 			next = TAILQ_NEXT(o2, sess_link);
 			if (o2 != c)
 				iscsi_conn_close(o2, true);
 		}
 	}
+	/* § 11.14.1: the response closes the session; the initiator may
+	 * act on that at once (log in elsewhere, expect its RESERVE(6)
+	 * released), before our socket is closed. */
+	if (s && (c->logout_session || s->nconns == 1) && !s->ntasks)
+		iscsi_session_release_nexus(s);
 }
 
 static void iscsi_scsi_logout(struct iscsi_conn *c, const struct iscsi_bhs *h,

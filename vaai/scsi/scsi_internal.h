@@ -8,6 +8,7 @@
  *   sbc.c          SBC-4 block commands
  *   pr.c           persistent reservations (SPC-5 5.14, 6.15, 6.16)
  *   xcopy.c        EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-5 6.6)
+ *   sanitize.c     SANITIZE (SBC-4 5.30, 4.11)
  */
 #ifndef CAIRN_SCSI_INTERNAL_H
 #define CAIRN_SCSI_INTERNAL_H
@@ -66,6 +67,8 @@
 #define ASC_INTERNAL_TARGET_FAILURE 0x4400
 #define ASC_COMMANDS_CLEARED_BY_ANOTHER 0x2f00
 #define ASC_LOGICAL_UNIT_NOT_READY_STOPPED 0x0402
+#define ASC_SANITIZE_IN_PROGRESS 0x041b
+#define ASC_SANITIZE_FAILED 0x3103
 
 /* ---- unit attention conditions, in reporting priority order ----------- */
 enum scsi_ua {
@@ -170,6 +173,9 @@ struct scsi_lu {
 	bool stopped; /* START STOP UNIT with START=0 */
 	LIST_HEAD(, scsi_copy_result) copy_results;
 	unsigned n_copy_results;
+	struct scsi_sanitize *san; /* a SANITIZE in progress (sanitize.c) */
+	bool san_failed;	   /* SBC-4 4.11.3: failure mode */
+	bool san_ause;		   /* ... which EXIT FAILURE MODE may end */
 };
 
 /* ---- the task: one per command ----------------------------------------- */
@@ -211,6 +217,10 @@ struct scsi_task {
 	void *ctx; /* handler-private, freed at completion */
 	/* continuation of an engine request (scsi_task_io) */
 	void (*cont)(struct scsi_task *tk, int status);
+	/* Set by a handler whose command only waits for work that goes on
+	 * without it (SANITIZE): task management ends the command at once
+	 * through it instead of waiting for the work. */
+	void (*cancel)(struct scsi_task *tk);
 };
 
 /* A handler runs the command; it ends by calling scsi_task_done() (now or
@@ -229,6 +239,7 @@ typedef void (*scsi_handler)(struct scsi_task *tk);
 #define OPF_NEEDS_READY (1u << 8) /* fails while stopped */
 #define OPF_SA (1u << 9)          /* has a service action sub-table */
 #define OPF_SPC2_OK (1u << 10)    /* allowed under another's RESERVE(6) */
+#define OPF_SANITIZE_OK (1u << 11) /* runs while a SANITIZE is in progress */
 
 struct scsi_op {
 	const char *name;
@@ -249,6 +260,8 @@ const struct scsi_op *scsi_op_lookup(const uint8_t *cdb, uint8_t cdb_len,
 
 /* scsi_target.c */
 void scsi_task_done(struct scsi_task *tk);
+/* Completes at the next loop turn (from inside a walk of lu->tasks). */
+void scsi_task_done_later(struct scsi_task *tk);
 void scsi_ua_raise(struct scsi_lu *lu, uint64_t nexus_id, enum scsi_ua ua);
 void scsi_ua_raise_all(struct scsi_lu *lu, uint64_t except_nexus_id,
 		       enum scsi_ua ua);
@@ -321,6 +334,16 @@ void sbc_read_defect_data(struct scsi_task *tk);
 #define SBC_MAX_WS_BLOCKS (1u << 30)
 #define SBC_MAX_ATOMIC_BYTES SDS_EXTENT_SIZE
 #define SBC_MAX_XFER_BYTES (256u << 20) /* in SDS_MAX_IO pieces */
+
+bool sbc_write_protected(struct scsi_task *tk);
+void sbc_sanitize(struct scsi_task *tk);
+
+/* sanitize.c */
+struct scsi_sanitize;
+/* NOT READY, SANITIZE IN PROGRESS with the progress indication. */
+void sanitize_busy(struct scsi_task *tk);
+uint16_t sanitize_progress(const struct scsi_lu *lu);
+void sanitize_lu_free(struct scsi_lu *lu);
 
 /* pr.c */
 void pr_in(struct scsi_task *tk);

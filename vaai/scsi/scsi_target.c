@@ -23,6 +23,18 @@
 
 /* SBC-4 4.17.1 table 13 / SPC-5 5.14.1 table 63: reads conflict only with
  * the Exclusive Access types, writes with every type. */
+/* SBC-4 5.30: CRYPTOGRAPHIC ERASE (03h) is not offered (sanitize.c). */
+#define SANITIZE_SA(n, nm)                                                    \
+	{.name = "SANITIZE " nm, .fn = sbc_sanitize, .sa = (n),              \
+	 .flags = OPF_DATA_OUT | RW_CONFLICT | OPF_WRITE, .cdb_len = 10,       \
+	 .usage = {0x48, 0xbf, 0, 0, 0, 0, 0, 0xff, 0xff, 0}}
+static const struct scsi_op sanitize_sa[] = {
+	SANITIZE_SA(0x01, "OVERWRITE"),
+	SANITIZE_SA(0x02, "BLOCK ERASE"),
+	SANITIZE_SA(0x1f, "EXIT FAILURE MODE"),
+	{0},
+};
+
 static const struct scsi_op sa_in16[] = {
 	{.name = "READ CAPACITY(16)", .fn = sbc_read_capacity16, .sa = 0x10,
 	 .flags = OPF_DATA_IN, .cdb_len = 16,
@@ -99,7 +111,8 @@ const struct scsi_op scsi_ops[256] = {
 	[0x00] = {.name = "TEST UNIT READY", .fn = spc_test_unit_ready,
 		  .cdb_len = 6, .usage = U6(0x00, 0, 0, 0, 0)},
 	[0x03] = {.name = "REQUEST SENSE", .fn = spc_request_sense,
-		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK,
+		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK |
+			   OPF_SANITIZE_OK,
 		  .cdb_len = 6,
 		  .usage = U6(0x03, 0x01, 0, 0, 0xff)},
 	[0x08] = {.name = "READ(6)", .fn = sbc_read,
@@ -110,7 +123,8 @@ const struct scsi_op scsi_ops[256] = {
 			   OPF_NEEDS_READY,
 		  .cdb_len = 6, .usage = U6(0x0a, 0x1f, 0xff, 0xff, 0xff)},
 	[0x12] = {.name = "INQUIRY", .fn = spc_inquiry,
-		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK,
+		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK |
+			   OPF_SANITIZE_OK,
 		  .cdb_len = 6,
 		  .usage = U6(0x12, 0x01, 0xff, 0xff, 0xff)},
 	[0x15] = {.name = "MODE SELECT(6)", .fn = spc_mode_select,
@@ -174,6 +188,8 @@ const struct scsi_op scsi_ops[256] = {
 			   OPF_NEEDS_READY,
 		  .cdb_len = 10,
 		  .usage = {0x42, 0x01, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0}},
+	[0x48] = {.name = "SANITIZE", .flags = OPF_SA, .cdb_len = 10,
+		  .sub = sanitize_sa},
 	[0x55] = {.name = "MODE SELECT(10)", .fn = spc_mode_select,
 		  .flags = OPF_DATA_OUT | RW_CONFLICT, .cdb_len = 10,
 		  .usage = {0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
@@ -251,7 +267,8 @@ const struct scsi_op scsi_ops[256] = {
 	[0x9e] = {.name = "SERVICE ACTION IN(16)", .flags = OPF_SA,
 		  .cdb_len = 16, .sub = sa_in16},
 	[0xa0] = {.name = "REPORT LUNS", .fn = spc_report_luns,
-		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK,
+		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK |
+			   OPF_SANITIZE_OK,
 		  .cdb_len = 12,
 		  .usage = {0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0,
 			    0}},
@@ -359,7 +376,7 @@ int scsi_cdb_xfer(const uint8_t *cdb, uint8_t cdb_len, uint32_t block_size,
 	case 0x89: /* COMPARE AND WRITE: verify + write data */
 		n = 2ull * cdb[13] * bs;
 		break;
-	case 0x42: case 0x55: case 0x5a: case 0x5e:
+	case 0x42: case 0x48: case 0x55: case 0x5a: case 0x5e:
 		n = get_be16(cdb + 7);
 		break;
 	case 0x15: case 0x1a: case 0x03:
@@ -521,6 +538,7 @@ void scsi_lu_destroy(struct scsi_lu *lu)
 	if (!lu)
 		return;
 	TAILQ_REMOVE(&lu->t->lus, lu, link);
+	sanitize_lu_free(lu);
 	pr_lu_free(lu);
 	xcopy_lu_free(lu);
 	hmap_free(&lu->ua);
@@ -642,14 +660,20 @@ static void target_deliver(struct scsi_task *tk)
 	}
 }
 
-void scsi_task_done(struct scsi_task *tk)
+void scsi_task_done_later(struct scsi_task *tk)
 {
 	tk->completed = true;
+	TAILQ_INSERT_TAIL(&tk->t->deferred, tk, dlink);
+	uv_idle_start(&tk->t->idle, target_idle_cb);
+}
+
+void scsi_task_done(struct scsi_task *tk)
+{
 	if (tk->in_submit) {
-		TAILQ_INSERT_TAIL(&tk->t->deferred, tk, dlink);
-		uv_idle_start(&tk->t->idle, target_idle_cb);
+		scsi_task_done_later(tk);
 		return;
 	}
+	tk->completed = true;
 	target_deliver(tk);
 }
 
@@ -709,6 +733,17 @@ static void target_dispatch(struct scsi_task *tk)
 			scsi_task_bad_cdb(tk, (uint16_t)i, bit);
 			return;
 		}
+	}
+	if (lu && lu->san && !(flags & OPF_SANITIZE_OK)) {
+		/* SBC-4 4.11.2 */
+		sanitize_busy(tk);
+		return;
+	}
+	if (lu && lu->san_failed && (flags & OPF_NEEDS_READY)) {
+		/* SBC-4 4.11.3: medium access fails until a sanitize
+		 * succeeds or EXIT FAILURE MODE */
+		scsi_task_check(tk, SK_MEDIUM_ERROR, ASC_SANITIZE_FAILED);
+		return;
 	}
 	if (lu && (pr_spc2_conflict(lu, c->nexus, flags) ||
 		   (!(flags & OPF_PR_IN_OUT) &&
@@ -770,6 +805,8 @@ static void tmf_wait_for(struct scsi_tmf_req *r, struct scsi_task *tk)
 	w->next = tk->waiters;
 	tk->waiters = w;
 	r->pending++;
+	if (tk->cancel)
+		tk->cancel(tk);
 }
 
 static unsigned tmf_abort_lu(struct scsi_tmf_req *r, struct scsi_lu *lu,
