@@ -22,6 +22,7 @@ static void iscsi_conn_closed(uv_handle_t *h)
 		  c->peer);
 	if (c->sess)
 		iscsi_session_remove_conn(c->sess, c);
+	iscsi_nop_stop(c);
 	iscsi_login_free(&c->login);
 	free(c->rbuf);
 	iscsi_server_conn_gone(c->srv, c);
@@ -62,6 +63,7 @@ void iscsi_conn_close(struct iscsi_conn *c, bool hard)
 	if (!c->closing) {
 		c->closing = true;
 		c->state = ISCSI_CONN_CLOSED;
+		iscsi_nop_stop(c);
 		iscsi_scsi_drop_tasks(c);
 		iscsi_conn_update_reading(c);
 	}
@@ -366,6 +368,7 @@ static void iscsi_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	c->wpos += (size_t)nread;
+	c->last_rx = uv_now(c->srv->loop);
 	iscsi_conn_process(c);
 }
 

@@ -6,6 +6,7 @@
  *   iscsi_session.c  sessions, connections of a session, CmdSN window
  *   iscsi_scsi.c     full feature phase: SCSI commands, Data-Out / R2T /
  *                    Data-In, task management, NOP, Text, Logout
+ *   iscsi_nop.c      target-initiated NOP-In pings, dead initiators
  *   iscsi_pdu.c, iscsi_keys.c, iscsi_chap.c, iscsi_config.c: pure
  *                    (iscsi_proto.h)
  *
@@ -159,6 +160,13 @@ struct iscsi_conn {
 	uint8_t logout_reason;
 	bool logout_session;
 
+	/* iscsi_nop.c */
+	uv_timer_t *nop_timer;
+	uint64_t last_rx; /* loop time of the last read */
+	uint64_t nop_sent;
+	uint32_t nop_ttt;
+	bool nop_pending;
+
 	bool reading, in_process, closing, hard, handle_closing;
 	bool close_after_send; /* a login failure or logout: close once sent */
 };
@@ -235,6 +243,11 @@ void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs,
  * closing. */
 void iscsi_conn_io_done(struct iscsi_conn *c);
 void iscsi_conn_task_put(struct iscsi_task *t);
+
+/* iscsi_nop.c */
+void iscsi_nop_start(struct iscsi_conn *c); /* full feature phase begins */
+void iscsi_nop_answer(struct iscsi_conn *c, uint32_t ttt);
+void iscsi_nop_stop(struct iscsi_conn *c);
 
 /* iscsi_login.c */
 void iscsi_login_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,

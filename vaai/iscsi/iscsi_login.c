@@ -383,6 +383,7 @@ void iscsi_login_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		/* Digests and the new segment lengths start with the next
 		 * PDU (§ 13.1, § 13.12). */
 		c->state = ISCSI_CONN_FFP;
+		iscsi_nop_start(c);
 		c->hdigest = l->params.header_digest;
 		c->ddigest = l->params.data_digest;
 		c->max_recv_dsl =

@@ -637,6 +637,8 @@ static void iscsi_scsi_nop(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		/* A reply to our ping, or a ping wanting none (§ 11.18). */
 		if (!h->immediate)
 			iscsi_conn_reject(c, b, ISCSI_REJECT_PROTOCOL);
+		else if (get_be32(b + 20) != ISCSI_RSVD_TAG)
+			iscsi_nop_answer(c, get_be32(b + 20));
 		return;
 	}
 	if (!iscsi_session_cmdsn(c->sess, get_be32(b + 24), h->immediate))
