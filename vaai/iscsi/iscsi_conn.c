@@ -29,11 +29,14 @@ static void iscsi_conn_closed(uv_handle_t *h)
 	free(c);
 }
 
-static void iscsi_out_free(struct iscsi_out *o)
+static void iscsi_out_free(struct iscsi_server *srv, struct iscsi_out *o)
 {
 	if (o->task)
 		iscsi_conn_task_put(o->task);
-	free(o);
+	if (o->pooled)
+		freelist_put(&srv->out_fl, o);
+	else
+		free(o);
 }
 
 /* The handle closes once the SCSI core has returned every command (their
@@ -50,7 +53,7 @@ static void iscsi_conn_maybe_finish(struct iscsi_conn *c)
 	while ((o = TAILQ_FIRST(&c->outq)) != NULL) {
 		TAILQ_REMOVE(&c->outq, o, link);
 		c->nout--;
-		iscsi_out_free(o);
+		iscsi_out_free(c->srv, o);
 	}
 	c->handle_closing = true;
 	uv_close((uv_handle_t *)&c->tcp, iscsi_conn_closed);
@@ -84,12 +87,15 @@ struct iscsi_out *iscsi_out_new(struct iscsi_conn *c, uint8_t opcode,
 				uint8_t flags, const void *data, uint32_t dlen,
 				bool copy)
 {
-	struct iscsi_out *o = malloc(sizeof(*o) + (copy ? dlen : 0));
+	bool pooled = !copy || dlen <= ISCSI_OUT_SMALL;
+	struct iscsi_out *o = pooled ? freelist_get(&c->srv->out_fl)
+				     : malloc(sizeof(*o) + dlen);
 	if (!o) {
 		iscsi_conn_close(c, true);
 		return NULL;
 	}
 	memset(o, 0, sizeof(*o));
+	o->pooled = pooled;
 	iscsi_pdu_init(o->hdr, opcode, flags, dlen);
 	o->dlen = dlen;
 	if (copy && dlen) {
@@ -104,7 +110,7 @@ struct iscsi_out *iscsi_out_new(struct iscsi_conn *c, uint8_t opcode,
 void iscsi_conn_queue(struct iscsi_conn *c, struct iscsi_out *o, bool stat)
 {
 	if (c->hard || c->handle_closing) {
-		iscsi_out_free(o);
+		iscsi_out_free(c->srv, o);
 		return;
 	}
 	uint8_t *h = o->hdr;
@@ -154,8 +160,8 @@ static void iscsi_batch_written(uv_write_t *wr, int status)
 	struct iscsi_conn *c = b->conn;
 	c->nwriting -= b->n;
 	for (unsigned i = 0; i < b->n; i++)
-		iscsi_out_free(b->outs[i]);
-	free(b);
+		iscsi_out_free(c->srv, b->outs[i]);
+	freelist_put(&c->srv->batch_fl, b);
 	if (status < 0 && !c->closing) {
 		log_debug(ISCSI_LOG, "conn %llu %s: write: %s",
 			  (unsigned long long)c->id, c->peer,
@@ -181,7 +187,7 @@ static void iscsi_batch_written(uv_write_t *wr, int status)
 void iscsi_conn_flush(struct iscsi_conn *c)
 {
 	while (c->nout) {
-		struct iscsi_batch *b = malloc(sizeof(*b));
+		struct iscsi_batch *b = freelist_get(&c->srv->batch_fl);
 		if (!b) {
 			iscsi_conn_close(c, true);
 			return;
@@ -210,12 +216,38 @@ void iscsi_conn_flush(struct iscsi_conn *c)
 		if (rc < 0) {
 			c->nwriting -= b->n;
 			for (unsigned i = 0; i < b->n; i++)
-				iscsi_out_free(b->outs[i]);
-			free(b);
+				iscsi_out_free(c->srv, b->outs[i]);
+			freelist_put(&c->srv->batch_fl, b);
 			iscsi_conn_close(c, true);
 			return;
 		}
 	}
+}
+
+/* How many of each object a server keeps for reuse: a queue depth's
+ * worth of commands on a few connections. */
+#define ISCSI_FL_TASKS 512u
+#define ISCSI_FL_OUTS 1024u
+#define ISCSI_FL_BATCHES 16u
+#define ISCSI_FL_BUFS 512u /* 4 KiB buffers; fewer of the larger classes */
+
+void iscsi_conn_pools_init(struct iscsi_server *srv)
+{
+	freelist_init(&srv->task_fl, sizeof(struct iscsi_task),
+		      ISCSI_FL_TASKS);
+	freelist_init(&srv->out_fl, sizeof(struct iscsi_out) + ISCSI_OUT_SMALL,
+		      ISCSI_FL_OUTS);
+	freelist_init(&srv->batch_fl, sizeof(struct iscsi_batch),
+		      ISCSI_FL_BATCHES);
+	bufpool_init(&srv->bufs, ISCSI_IO_ALIGN, ISCSI_FL_BUFS);
+}
+
+void iscsi_conn_pools_drain(struct iscsi_server *srv)
+{
+	freelist_drain(&srv->task_fl);
+	freelist_drain(&srv->out_fl);
+	freelist_drain(&srv->batch_fl);
+	bufpool_drain(&srv->bufs);
 }
 
 void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs, uint8_t reason)

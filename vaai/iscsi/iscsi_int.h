@@ -25,6 +25,7 @@
 #include <sys/queue.h>
 #include <uv.h>
 
+#include "freelist.h"
 #include "iscsi_proto.h"
 
 #define ISCSI_LOG "iscsi"
@@ -43,6 +44,7 @@
 #define ISCSI_OUT_PAUSE 4096		 /* unsent PDUs before reading pauses */
 #define ISCSI_SHUTDOWN_GRACE_MS 5000
 #define ISCSI_IO_ALIGN 4096u
+#define ISCSI_OUT_SMALL 128u /* copied data that fits a pooled PDU */
 
 struct iscsi_conn;
 struct iscsi_session;
@@ -76,6 +78,9 @@ struct iscsi_server {
 	uint64_t next_conn_id;
 	struct iscsi_connq conns;
 	struct iscsi_sessq sessions;
+	/* Per-command objects, recycled (lib/freelist.h). */
+	struct freelist task_fl, out_fl, batch_fl;
+	struct bufpool bufs; /* task data buffers, ISCSI_IO_ALIGN */
 	bool closing, listener_closed;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -173,6 +178,7 @@ struct iscsi_conn {
 
 struct iscsi_task {
 	struct scsi_cmd cmd;
+	struct iscsi_server *srv;
 	struct iscsi_conn *conn;
 	TAILQ_ENTRY(iscsi_task) link;
 	unsigned refs; /* the connection's list + PDUs still being written */
@@ -214,6 +220,7 @@ struct iscsi_out {
 			     * without digests, the next PDU with them) */
 	struct iscsi_task *task; /* holds a reference while written */
 	bool stat;		 /* carries a StatSN: set at queue time */
+	bool pooled;		 /* from srv->out_fl (own[] of OUT_SMALL) */
 	uint8_t own[];		 /* data copied with the PDU */
 };
 
@@ -225,6 +232,8 @@ void iscsi_server_flush(uv_prepare_t *h);
 
 /* iscsi_conn.c */
 int iscsi_conn_accept(struct iscsi_server *srv);
+void iscsi_conn_pools_init(struct iscsi_server *srv);
+void iscsi_conn_pools_drain(struct iscsi_server *srv);
 /* A target PDU with `dlen` bytes of data: copied when own, else
  * referenced until written (task data). NULL on out of memory (the
  * connection is then closing). */

@@ -77,9 +77,12 @@ void iscsi_conn_task_put(struct iscsi_task *t)
 {
 	if (--t->refs)
 		return;
-	free(t->buf);
-	free(t->in);
-	free(t);
+	struct iscsi_server *srv = t->srv;
+	if (t->buf)
+		bufpool_put(&srv->bufs, t->buf, t->edtl);
+	if (t->in)
+		bufpool_put(&srv->bufs, t->in, t->edtl);
+	freelist_put(&srv->task_fl, t);
 }
 
 void iscsi_scsi_drop_tasks(struct iscsi_conn *c)
@@ -354,24 +357,25 @@ static void iscsi_scsi_cmd(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		iscsi_scsi_fail(c, h, SCSI_STATUS_TASK_SET_FULL, NULL, 0);
 		return;
 	}
-	struct iscsi_task *t = calloc(1, sizeof(*t));
-	if (!t ||
-	    (wr && edtl &&
-	     posix_memalign((void **)&t->buf, ISCSI_IO_ALIGN, edtl)) ||
-	    (rd && edtl &&
-	     posix_memalign((void **)&t->in, ISCSI_IO_ALIGN, edtl))) {
-		if (t) {
-			free(t->buf);
-			free(t);
-		}
+	struct iscsi_task *t = freelist_zget(&c->srv->task_fl);
+	if (t) {
+		t->srv = c->srv;
+		t->edtl = edtl;
+		t->refs = 1;
+		if (wr && edtl)
+			t->buf = bufpool_get(&c->srv->bufs, edtl);
+		if (rd && edtl)
+			t->in = bufpool_get(&c->srv->bufs, edtl);
+	}
+	if (!t || (wr && edtl && !t->buf) || (rd && edtl && !t->in)) {
+		if (t)
+			iscsi_conn_task_put(t);
 		iscsi_scsi_fail(c, h, SCSI_STATUS_BUSY, NULL, 0);
 		return;
 	}
 	t->conn = c;
-	t->refs = 1;
 	t->itt = h->itt;
 	t->cmdsn = cmdsn;
-	t->edtl = edtl;
 	t->read = rd;
 	t->write = wr;
 	t->bytes = bytes;

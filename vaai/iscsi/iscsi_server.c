@@ -62,6 +62,7 @@ static void iscsi_server_handle_closed(uv_handle_t *h)
 	void *arg = srv->close_arg;
 	iscsi_server_free_luns(srv);
 	iscsi_config_free(srv->cfg);
+	iscsi_conn_pools_drain(srv);
 	free(srv);
 	if (cb)
 		cb(arg);
@@ -197,6 +198,7 @@ int iscsi_server_start(uv_loop_t *loop, struct sds_pool *pool,
 	};
 	TAILQ_INIT(&srv->conns);
 	TAILQ_INIT(&srv->sessions);
+	iscsi_conn_pools_init(srv);
 	uv_timer_init(loop, &srv->grace);
 	srv->grace.data = srv;
 	uv_prepare_init(loop, &srv->flush);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "freelist.h"
 #include "hmap.h"
 #include "util.h"
 
@@ -143,6 +144,7 @@ struct scsi_target {
 	bool closing;
 	TAILQ_HEAD(, scsi_tmf_req) tmfs;
 	struct scsi_cmd *oom_head; /* BUSY answers owed, via priv_scsi */
+	struct freelist task_fl;   /* struct scsi_task, recycled */
 };
 
 struct scsi_mode {

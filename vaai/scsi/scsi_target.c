@@ -458,6 +458,8 @@ int scsi_target_create(uv_loop_t *loop, struct sds_pool *pool,
 	TAILQ_INIT(&t->lus);
 	TAILQ_INIT(&t->deferred);
 	TAILQ_INIT(&t->tmfs);
+	/* a queue depth's worth of commands on a few LUs */
+	freelist_init(&t->task_fl, sizeof(struct scsi_task), 512);
 	uv_idle_init(loop, &t->idle);
 	t->idle.data = t;
 	*out = t;
@@ -466,7 +468,9 @@ int scsi_target_create(uv_loop_t *loop, struct sds_pool *pool,
 
 static void target_idle_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct scsi_target *t = h->data;
+	freelist_drain(&t->task_fl);
+	free(t);
 }
 
 void scsi_target_destroy(struct scsi_target *t)
@@ -649,7 +653,7 @@ static void target_deliver(struct scsi_task *tk)
 	struct scsi_tmf_wait *w = tk->waiters;
 	free(tk->buf);
 	free(tk->ctx);
-	free(tk);
+	freelist_put(&tk->t->task_fl, tk);
 	c->priv_scsi = NULL;
 	c->done(c);
 	while (w) {
@@ -768,7 +772,7 @@ void scsi_cmd_submit(struct scsi_target *t, struct scsi_cmd *c)
 	c->sense_len = 0;
 	c->data_in_len = 0;
 	c->xfer_len = 0;
-	struct scsi_task *tk = calloc(1, sizeof(*tk));
+	struct scsi_task *tk = freelist_zget(&t->task_fl);
 	if (!tk) {
 		/* No memory for a task: BUSY at the next loop turn, queued
 		 * through priv_scsi (the initiator retries a BUSY). */
