@@ -1023,6 +1023,83 @@ static struct res rw1(struct env *e, struct scsi_nexus *n, uint64_t lun,
 		       4096);
 }
 
+/* The peer LU (LUN 3) as after a cairnd restart: closed and opened
+ * again. */
+static void reopen_peer(struct env *e)
+{
+	scsi_lu_destroy(e->peer);
+	CHECK_EQ(scsi_lu_create(e->t, "peer", &e->peer), 0);
+	e->ents[3].lu = e->peer;
+}
+
+/* SPC-5 5.14.5: APTPL keeps registrations, the reservation and the
+ * generation across a restart; APTPL=0 drops what was kept. */
+static void test_pr_aptpl(struct env *e, struct scsi_nexus *a)
+{
+	const uint64_t lun = 3;
+	uint8_t cdb[10] = {0x5f, 0x00, 0, 0, 0, 0, 0, 0, 24, 0};
+	uint8_t p[24] = {0};
+	put_be64(p + 8, 0xfeed);
+	p[20] = 0x01; /* APTPL */
+	CHECK_GOOD(run_cap(e, a, lun, cdb, 10, p, 24, 4096));
+	CHECK_GOOD(prout(e, a, lun, 0x01, PR_TYPE_WE, 0xfeed, 0));
+	struct res r = prin(e, a, lun, 0x02); /* REPORT CAPABILITIES */
+	CHECK_GOOD(r);
+	CHECK_EQ(r.data[2] & 0x01, 0x01); /* PTPL_C */
+	CHECK_EQ(r.data[3] & 0x01, 0x01); /* PTPL_A */
+	uint32_t gen = get_be32(prin(e, a, lun, 0x00).data);
+	reopen_peer(e);
+	clear_ua(e, a, lun);
+	r = prin(e, a, lun, 0x00); /* READ KEYS */
+	CHECK_EQ(get_be32(r.data), gen);
+	CHECK_EQ(get_be32(r.data + 4), 8);
+	CHECK_EQ(get_be64(r.data + 8), 0xfeed);
+	r = prin(e, a, lun, 0x01); /* READ RESERVATION */
+	CHECK_EQ(get_be32(r.data + 4), 16);
+	CHECK_EQ(get_be64(r.data + 8), 0xfeed);
+	CHECK_EQ(r.data[21], PR_TYPE_WE);
+	CHECK_EQ(prin(e, a, lun, 0x02).data[3] & 0x01, 0x01);
+	/* the same I_T nexus (by port names) still holds it */
+	r = prin(e, a, lun, 0x03); /* READ FULL STATUS */
+	CHECK_EQ(get_be64(r.data + 8), 0xfeed);
+	CHECK_EQ(r.data[8 + 12] & 0x01, 0x01); /* R_HOLDER */
+	/* RELEASE is kept too */
+	CHECK_GOOD(prout(e, a, lun, 0x02, PR_TYPE_WE, 0xfeed, 0));
+	reopen_peer(e);
+	clear_ua(e, a, lun);
+	CHECK_EQ(get_be32(prin(e, a, lun, 0x01).data + 4), 0);
+	CHECK_EQ(get_be32(prin(e, a, lun, 0x00).data + 4), 8);
+	/* REGISTER with APTPL=0: from now on in memory only */
+	p[20] = 0;
+	put_be64(p, 0xfeed);
+	put_be64(p + 8, 0xbeef);
+	CHECK_GOOD(run_cap(e, a, lun, cdb, 10, p, 24, 4096));
+	CHECK_EQ(prin(e, a, lun, 0x02).data[3] & 0x01, 0);
+	reopen_peer(e);
+	clear_ua(e, a, lun);
+	CHECK_EQ(get_be32(prin(e, a, lun, 0x00).data + 4), 0);
+	/* the encoding: round trip, and garbage refused without harm */
+	CHECK_GOOD(prout(e, a, lun, 0x00, 0, 0, 0x1234));
+	CHECK_GOOD(prout(e, a, lun, 0x01, PR_TYPE_EA_AR, 0x1234, 0));
+	uint8_t *d = NULL, *d2 = NULL;
+	size_t len = 0, len2 = 0;
+	CHECK_EQ(pr_store_encode(e->peer, &d, &len), 0);
+	CHECK_EQ(pr_store_decode(e->peer, d, len), 0);
+	CHECK_EQ(pr_store_encode(e->peer, &d2, &len2), 0);
+	CHECK(len == len2 && d && d2 && !memcmp(d, d2, len));
+	for (size_t cut = 0; d && cut < len; cut++)
+		CHECK_EQ(pr_store_decode(e->peer, d, cut), -EINVAL);
+	if (d) {
+		d[19] = 0x7f; /* count */
+		CHECK_EQ(pr_store_decode(e->peer, d, len), -EINVAL);
+	}
+	free(d);
+	free(d2);
+	CHECK_EQ(e->peer->pr.nregs, 1);
+	CHECK(e->peer->pr.reserved);
+	CHECK_GOOD(prout(e, a, lun, 0x03, 0, 0x1234, 0)); /* CLEAR */
+}
+
 static void test_pr(struct env *e)
 {
 	struct scsi_nexus *a = &e->na, *b = &e->nb; /* both see LUN 0 */
@@ -1154,8 +1231,7 @@ static void test_pr(struct env *e)
 	cdb[8] = 24;
 	p[20] = 0x01;
 	put_be64(p + 8, 5);
-	r = run_cap(e, a, 0, cdb, 10, p, 24, 4096);
-	CHECK_SENSE(r, 0x5, 0x26, 0x00);
+	test_pr_aptpl(e, a);
 	/* unsupported service action (REGISTER AND MOVE) */
 	cdb[1] = 0x07;
 	r = run_cap(e, a, 0, cdb, 10, p, 24, 4096);

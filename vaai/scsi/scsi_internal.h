@@ -94,6 +94,20 @@ enum scsi_ua {
 #define PR_TYPE_WE_AR 0x7
 #define PR_TYPE_EA_AR 0x8
 
+#define PR_MAX_REGS 1024 /* per LU */
+
+static inline bool pr_type_valid(uint8_t type)
+{
+	return type == PR_TYPE_WE || type == PR_TYPE_EA ||
+	       type == PR_TYPE_WE_RO || type == PR_TYPE_EA_RO ||
+	       type == PR_TYPE_WE_AR || type == PR_TYPE_EA_AR;
+}
+
+static inline bool pr_all_registrants(uint8_t type)
+{
+	return type == PR_TYPE_WE_AR || type == PR_TYPE_EA_AR;
+}
+
 struct scsi_pr_reg {
 	LIST_ENTRY(scsi_pr_reg) link;
 	uint64_t key;
@@ -113,6 +127,7 @@ struct scsi_pr {
 	struct scsi_pr_reg *holder;
 	/* SPC-2 reservation (RESERVE(6)/(10)): the holding nexus, 0 none */
 	uint64_t spc2_holder;
+	bool aptpl; /* SPC-5 5.14.5: kept in the vdisk (pr_store.c) */
 };
 
 /* ---- EXTENDED COPY results (xcopy.c) ----------------------------------- */
@@ -355,6 +370,11 @@ void pr_out(struct scsi_task *tk);
 bool pr_conflict(struct scsi_lu *lu, const struct scsi_nexus *n,
 		 uint16_t op_flags);
 void pr_lu_free(struct scsi_lu *lu);
+/* pr_store.c: the state with APTPL, as a vdisk attribute */
+int pr_store_encode(const struct scsi_lu *lu, uint8_t **out, size_t *len);
+int pr_store_decode(struct scsi_lu *lu, const uint8_t *d, size_t len);
+int pr_store_save(struct scsi_lu *lu);  /* durable, or -errno */
+void pr_store_load(struct scsi_lu *lu); /* at LU creation */
 /* SPC-2 RESERVE / RELEASE (6) and (10) */
 void pr_reserve_spc2(struct scsi_task *tk);
 void pr_release_spc2(struct scsi_task *tk);
