@@ -18,14 +18,14 @@ static void iscsi_conn_closed(uv_handle_t *h)
 {
 	struct iscsi_conn *c =
 	    container_of((uv_tcp_t *)h, struct iscsi_conn, tcp);
-	log_debug(ISCSI_LOG, "conn %llu %s closed", (unsigned long long)c->id,
+	log_debug(ISCSI_LOG, "conn %llu %s closed", (unsigned long long)c->base.id,
 		  c->peer);
 	if (c->sess)
 		iscsi_session_remove_conn(c->sess, c);
 	iscsi_nop_stop(c);
 	iscsi_login_free(&c->login);
 	free(c->rbuf);
-	iscsi_server_conn_gone(c->srv, c);
+	srv_conn_gone(&c->srv->net, &c->base);
 	free(c);
 }
 
@@ -144,7 +144,7 @@ void iscsi_conn_queue(struct iscsi_conn *c, struct iscsi_out *o, bool stat)
 	}
 	TAILQ_INSERT_TAIL(&c->outq, o, link);
 	c->nout++;
-	uv_prepare_start(&c->srv->flush, iscsi_server_flush);
+	srv_want_flush(&c->srv->net);
 }
 
 struct iscsi_batch {
@@ -164,7 +164,7 @@ static void iscsi_batch_written(uv_write_t *wr, int status)
 	freelist_put(&c->srv->batch_fl, b);
 	if (status < 0 && !c->closing) {
 		log_debug(ISCSI_LOG, "conn %llu %s: write: %s",
-			  (unsigned long long)c->id, c->peer,
+			  (unsigned long long)c->base.id, c->peer,
 			  uv_strerror(status));
 		iscsi_conn_close(c, true);
 		return;
@@ -250,6 +250,22 @@ void iscsi_conn_pools_drain(struct iscsi_server *srv)
 	bufpool_drain(&srv->bufs);
 }
 
+void iscsi_conn_flush_cb(struct srv_conn *base)
+{
+	struct iscsi_conn *c = container_of(base, struct iscsi_conn, base);
+	if (c->nout)
+		iscsi_conn_flush(c);
+}
+
+/* Connections still logging in are dropped at once; the others stop
+ * reading, let their commands finish and their responses go out, within
+ * the grace period. */
+void iscsi_conn_shutdown(struct srv_conn *base, bool grace_over)
+{
+	struct iscsi_conn *c = container_of(base, struct iscsi_conn, base);
+	iscsi_conn_close(c, grace_over || c->state == ISCSI_CONN_LOGIN);
+}
+
 void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs, uint8_t reason)
 {
 	struct iscsi_out *o = iscsi_out_new(
@@ -259,7 +275,7 @@ void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs, uint8_t reason)
 	o->hdr[2] = reason;
 	put_be32(o->hdr + 16, ISCSI_RSVD_TAG);
 	log_debug(ISCSI_LOG, "conn %llu %s: reject opcode 0x%02x reason 0x%02x",
-		  (unsigned long long)c->id, c->peer, bhs[0] & 0x3f, reason);
+		  (unsigned long long)c->base.id, c->peer, bhs[0] & 0x3f, reason);
 	iscsi_conn_queue(c, o, true);
 }
 
@@ -282,7 +298,7 @@ static void iscsi_conn_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 			/* § 7.8: a header digest error cannot be trusted to
 			 * frame anything: drop the connection. */
 			log_info(ISCSI_LOG, "conn %llu %s: header digest error",
-				 (unsigned long long)c->id, c->peer);
+				 (unsigned long long)c->base.id, c->peer);
 			iscsi_conn_close(c, true);
 			return;
 		}
@@ -294,7 +310,7 @@ static void iscsi_conn_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		uint32_t want = iscsi_digest(data, h->dlen + pad);
 		if (iscsi_digest_get(data + h->dlen + pad) != want) {
 			log_info(ISCSI_LOG, "conn %llu %s: data digest error",
-				 (unsigned long long)c->id, c->peer);
+				 (unsigned long long)c->base.id, c->peer);
 			/* § 7.8: Reject with Data-Digest-Error, discard. */
 			iscsi_conn_reject(c, p, ISCSI_REJECT_DATA_DIGEST);
 			iscsi_scsi_digest_error(c, h);
@@ -308,7 +324,7 @@ static void iscsi_conn_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 	if (c->state != ISCSI_CONN_FFP) {
 		/* § 6.3: only Login PDUs before the full feature phase. */
 		log_info(ISCSI_LOG, "conn %llu %s: opcode 0x%02x before login",
-			 (unsigned long long)c->id, c->peer, h->opcode);
+			 (unsigned long long)c->base.id, c->peer, h->opcode);
 		iscsi_conn_close(c, true);
 		return;
 	}
@@ -331,7 +347,7 @@ static void iscsi_conn_process(struct iscsi_conn *c)
 			/* § 11.2.1.2 unknown opcode: Reject, then skip the
 			 * PDU if it fits, else drop the connection. */
 			log_info(ISCSI_LOG, "conn %llu %s: bad opcode 0x%02x",
-				 (unsigned long long)c->id, c->peer, p[0]);
+				 (unsigned long long)c->base.id, c->peer, p[0]);
 			if (c->state != ISCSI_CONN_FFP) {
 				iscsi_conn_close(c, true);
 				break;
@@ -344,7 +360,7 @@ static void iscsi_conn_process(struct iscsi_conn *c)
 			log_info(ISCSI_LOG,
 				 "conn %llu %s: %u-byte data segment exceeds "
 				 "%u",
-				 (unsigned long long)c->id, c->peer, h.dlen,
+				 (unsigned long long)c->base.id, c->peer, h.dlen,
 				 c->max_recv_dsl);
 			iscsi_conn_close(c, true);
 			break;
@@ -392,7 +408,7 @@ static void iscsi_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread < 0) {
 		if (nread != UV_EOF)
 			log_debug(ISCSI_LOG, "conn %llu %s: read: %s",
-				  (unsigned long long)c->id, c->peer,
+				  (unsigned long long)c->base.id, c->peer,
 				  uv_strerror((int)nread));
 		/* Connection loss (§ 7.1): at ErrorRecoveryLevel 0 its
 		 * tasks end with it. */
@@ -422,32 +438,9 @@ static void iscsi_conn_update_reading(struct iscsi_conn *c)
 	c->reading = want;
 }
 
-static void iscsi_conn_addr(struct sockaddr_storage *ss, char *out, size_t len,
-			    bool with_port)
+int iscsi_conn_accept(struct srv *net)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (ss->ss_family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-		uv_ip6_name(a, host, sizeof(host));
-		port = ntohs(a->sin6_port);
-		if (with_port)
-			snprintf(out, len, "[%s]:%d", host, port);
-		else
-			snprintf(out, len, "[%s]", host);
-		return;
-	}
-	struct sockaddr_in *a = (struct sockaddr_in *)ss;
-	uv_ip4_name(a, host, sizeof(host));
-	port = ntohs(a->sin_port);
-	if (with_port)
-		snprintf(out, len, "%s:%d", host, port);
-	else
-		snprintf(out, len, "%s", host);
-}
-
-int iscsi_conn_accept(struct iscsi_server *srv)
-{
+	struct iscsi_server *srv = container_of(net, struct iscsi_server, net);
 	struct iscsi_conn *c = calloc(1, sizeof(*c));
 	size_t rcap = ISCSI_BHS_SIZE + ISCSI_AHS_MAX + 2 * ISCSI_DIGEST_SIZE +
 		      ISCSI_MAX_RECV_DSL + 4 + 1;
@@ -465,28 +458,22 @@ int iscsi_conn_accept(struct iscsi_server *srv)
 	c->next_ttt = 1;
 	TAILQ_INIT(&c->outq);
 	TAILQ_INIT(&c->tasks);
-	c->id = ++srv->next_conn_id;
 	int rc = uv_tcp_init(srv->loop, &c->tcp);
 	if (rc < 0) {
 		free(rbuf);
 		free(c);
 		return rc;
 	}
-	TAILQ_INSERT_TAIL(&srv->conns, c, link);
-	rc = uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp);
+	srv_conn_add(net, &c->base);
+	rc = uv_accept((uv_stream_t *)&net->listener, (uv_stream_t *)&c->tcp);
 	if (rc < 0) {
 		iscsi_conn_close(c, true);
 		return rc;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	struct sockaddr_storage ss;
-	int sl = sizeof(ss);
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-		iscsi_conn_addr(&ss, c->peer, sizeof(c->peer), true);
-	sl = sizeof(ss);
-	if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-		iscsi_conn_addr(&ss, c->local, sizeof(c->local), false);
-	log_debug(ISCSI_LOG, "conn %llu from %s", (unsigned long long)c->id,
+	srv_addr(&c->tcp, true, true, c->peer, sizeof(c->peer));
+	srv_addr(&c->tcp, false, false, c->local, sizeof(c->local));
+	log_debug(ISCSI_LOG, "conn %llu from %s", (unsigned long long)c->base.id,
 		  c->peer);
 	iscsi_conn_update_reading(c);
 	return 0;

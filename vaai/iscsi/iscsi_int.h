@@ -27,6 +27,7 @@
 
 #include "freelist.h"
 #include "iscsi_proto.h"
+#include "srv.h"
 
 #define ISCSI_LOG "iscsi"
 #define ISCSI_TPGT 1 /* our one target portal group */
@@ -62,6 +63,7 @@ struct iscsi_tgt {
 };
 
 struct iscsi_server {
+	struct srv net; /* listener, connections, flush, shutdown (lib/srv) */
 	uv_loop_t *loop;
 	struct sds_pool *pool;
 	struct iscsi_config *cfg;
@@ -69,21 +71,11 @@ struct iscsi_server {
 	struct iscsi_tgt *tgts;
 	unsigned ntgts;
 	struct iscsi_limits lim;
-	uv_tcp_t listener;
-	uv_timer_t grace;
-	uv_prepare_t flush;
-	unsigned handles_open;
-	uint16_t port;
 	uint16_t next_tsih;
-	uint64_t next_conn_id;
-	struct iscsi_connq conns;
 	struct iscsi_sessq sessions;
 	/* Per-command objects, recycled (lib/freelist.h). */
 	struct freelist task_fl, out_fl, batch_fl;
 	struct bufpool bufs; /* task data buffers, ISCSI_IO_ALIGN */
-	bool closing, listener_closed;
-	void (*close_cb)(void *arg);
-	void *close_arg;
 };
 
 struct iscsi_session {
@@ -133,12 +125,11 @@ struct iscsi_login {
 };
 
 struct iscsi_conn {
+	struct srv_conn base; /* in the server's list; base.id for logs */
 	struct iscsi_server *srv;
 	uv_tcp_t tcp;
-	TAILQ_ENTRY(iscsi_conn) link;	   /* server's list */
 	TAILQ_ENTRY(iscsi_conn) sess_link; /* session's list */
 	struct iscsi_session *sess;
-	uint64_t id;
 	uint16_t cid;
 	char peer[64];
 	char local[64]; /* our address as the initiator reached it */
@@ -227,11 +218,12 @@ struct iscsi_out {
 /* iscsi_server.c */
 struct iscsi_tgt *iscsi_server_find_target(struct iscsi_server *srv,
 					   const char *name);
-void iscsi_server_conn_gone(struct iscsi_server *srv, struct iscsi_conn *c);
-void iscsi_server_flush(uv_prepare_t *h);
 
 /* iscsi_conn.c */
-int iscsi_conn_accept(struct iscsi_server *srv);
+/* lib/srv ops (srv.h) */
+int iscsi_conn_accept(struct srv *net);
+void iscsi_conn_flush_cb(struct srv_conn *base);
+void iscsi_conn_shutdown(struct srv_conn *base, bool grace_over);
 void iscsi_conn_pools_init(struct iscsi_server *srv);
 void iscsi_conn_pools_drain(struct iscsi_server *srv);
 /* A target PDU with `dlen` bytes of data: copied when own, else

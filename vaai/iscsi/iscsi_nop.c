@@ -49,7 +49,7 @@ static void iscsi_nop_tick(uv_timer_t *t)
 			log_info(ISCSI_LOG,
 				 "conn %llu %s: no answer to NOP-In in %u ms: "
 				 "closing",
-				 (unsigned long long)c->id, c->peer,
+				 (unsigned long long)c->base.id, c->peer,
 				 cfg->nop_timeout_ms);
 			iscsi_conn_close(c, true);
 			return;

@@ -320,7 +320,7 @@ static void iscsi_scsi_cmd(struct iscsi_conn *c, const struct iscsi_bhs *h,
 	uint32_t cmdsn = get_be32(b + 24);
 	if (!iscsi_session_cmdsn(s, cmdsn, h->immediate)) {
 		log_debug(ISCSI_LOG, "conn %llu: CmdSN %u outside [%u, %u]",
-			  (unsigned long long)c->id, cmdsn, s->exp_cmdsn,
+			  (unsigned long long)c->base.id, cmdsn, s->exp_cmdsn,
 			  s->max_cmdsn);
 		return;
 	}
@@ -446,7 +446,7 @@ static void iscsi_scsi_data_out(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		log_debug(ISCSI_LOG,
 			  "conn %llu: bad Data-Out itt 0x%x ttt 0x%x datasn %u "
 			  "off %u len %u",
-			  (unsigned long long)c->id, h->itt, ttt, datasn, off,
+			  (unsigned long long)c->base.id, h->itt, ttt, datasn, off,
 			  dlen);
 		iscsi_conn_reject(c, b,
 				  t->write && !t->submitted
@@ -676,7 +676,7 @@ static void iscsi_scsi_sendtargets(struct iscsi_conn *c, const char *what,
 			continue;
 		iscsi_text_add(resp, "TargetName", "%s", t->name);
 		iscsi_text_add(resp, "TargetAddress", "%s:%u,%d", c->local,
-			       (unsigned)srv->port, ISCSI_TPGT);
+			       (unsigned)srv->net.port, ISCSI_TPGT);
 	}
 }
 
