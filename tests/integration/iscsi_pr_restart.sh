@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Persistent reservations through power loss (SPC-5 5.14.5, APTPL) across
-# real cairnd restarts, driven by libiscsi (tests/tools/iscsi_pr.c): two
+# real cairnd restarts, driven by libiscsi (tests/tools/iscsi_cdb.c): two
 # I_T nexuses (same initiator name, ISIDs 1 and 2) register with APTPL=1,
 # nexus 1 takes a Write Exclusive reservation; after a clean restart and
 # after a kill -9 the keys, the generation, the reservation and its
@@ -10,7 +10,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib_cairnd.sh"
 cairn_init "$@"
-PR=$TESTS_BIN/iscsi_pr
+PR=$TESTS_BIN/iscsi_cdb
 [[ -x $PR ]] || fail "$PR not built (make)"
 
 IQN=iqn.2026-11.org.cairn:pr

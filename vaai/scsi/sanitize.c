@@ -78,8 +78,12 @@ static void sanitize_timer_closed(uv_handle_t *h)
 	sanitize_release(h->data);
 }
 
+/* The vdisk handle goes now, not from the close callback: at shutdown the
+ * pool may close before that callback runs. */
 static void sanitize_free(struct scsi_sanitize *s)
 {
+	sds_vdisk_close(s->vd);
+	s->vd = NULL;
 	uv_close((uv_handle_t *)&s->timer, sanitize_timer_closed);
 }
 

@@ -1,13 +1,17 @@
-/* Persistent reservations from an initiator's side, through libiscsi, one
- * command per run (tests/integration/iscsi_pr_restart.sh):
+/* SCSI commands from an initiator's side, through libiscsi, one command
+ * per run (tests/integration/iscsi_pr_restart.sh, iscsi_sanitize.sh):
  *
- *   iscsi_pr URL ISID register KEY [aptpl]   REGISTER AND IGNORE EXISTING KEY
- *   iscsi_pr URL ISID reserve KEY TYPE       RESERVE (TYPE 1..8)
- *   iscsi_pr URL ISID release KEY TYPE
- *   iscsi_pr URL ISID keys                   "generation G keys K1 K2 ..."
- *   iscsi_pr URL ISID resv                   "reserved 0" | "reserved 1 key K type T"
- *   iscsi_pr URL ISID caps                   "ptpl_c C ptpl_a A"
- *   iscsi_pr URL ISID write                  one block at LBA 0: "status S"
+ *   iscsi_cdb URL ISID register KEY [aptpl]   REGISTER AND IGNORE EXISTING KEY
+ *   iscsi_cdb URL ISID reserve KEY TYPE       RESERVE (TYPE 1..8)
+ *   iscsi_cdb URL ISID release KEY TYPE
+ *   iscsi_cdb URL ISID keys                   "generation G keys K1 K2 ..."
+ *   iscsi_cdb URL ISID resv                   "reserved 0" | "reserved 1 key K type T"
+ *   iscsi_cdb URL ISID caps                   "ptpl_c C ptpl_a A"
+ *   iscsi_cdb URL ISID write                  one block at LBA 0: "status S"
+ *   iscsi_cdb URL ISID tur                    "status S sense K/ASC/ASCQ"
+ *   iscsi_cdb URL ISID sanitize SA [immed]    SANITIZE OVERWRITE (SA 1, pattern
+ *                                           "CAIRN!!!", one pass) or
+ *                                           BLOCK ERASE (SA 2)
  *
  * ISID: the session's ISID qualifier (an I_T nexus is named by the
  * initiator name and the ISID, so the same ISID is the same nexus after a
@@ -128,6 +132,23 @@ int main(int argc, char **argv)
 			       t->datain.data[3] & 0x01);
 			rc = 0;
 		}
+	} else if (!strcmp(cmd, "tur")) {
+		t = iscsi_testunitready_sync(iscsi, lun);
+		if (t)
+			printf("status %d sense %x/%02x/%02x\n", t->status,
+			       t->sense.key, t->sense.ascq >> 8,
+			       t->sense.ascq & 0xff);
+		rc = t ? 0 : 1;
+	} else if (!strcmp(cmd, "sanitize") && argc >= 5) {
+		int sa = atoi(argv[4]);
+		int immed = argc > 5 && !strcmp(argv[5], "immed");
+		unsigned char pl[12] = {0x01, 0, 0, 8, 'C', 'A', 'I', 'R',
+					'N', '!', '!', '!'};
+		struct iscsi_data d = {.size = sizeof(pl), .data = pl};
+		t = iscsi_sanitize_sync(iscsi, lun, immed, 0, sa,
+					sa == 1 ? (int)sizeof(pl) : 0,
+					sa == 1 ? &d : NULL);
+		rc = !good(t, iscsi, "sanitize");
 	} else if (!strcmp(cmd, "write")) {
 		unsigned char blk[4096] = {0x5a};
 		t = iscsi_write10_sync(iscsi, lun, 0, blk, 512, 512, 0, 0, 0,
