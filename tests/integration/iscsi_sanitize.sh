@@ -4,8 +4,8 @@
 # leaves the LU NOT READY / SANITIZE IN PROGRESS (other LUs serve on) until
 # the pattern is everywhere; BLOCK ERASE reads back zeroes; a cairnd
 # SIGTERM in the middle of an OVERWRITE stops cleanly (no sanitizer report,
-# exit 0) and the LU comes back ready (a sanitize does not survive a
-# restart: docs/scsi.md).
+# exit 0) and the sanitize resumes when cairnd starts again (SBC-4 4.11.2),
+# so the LU is never ready half-sanitized; a kill -9 the same.
 set -euo pipefail
 . "$(dirname "$0")/lib_cairnd.sh"
 cairn_init "$@"
@@ -39,6 +39,18 @@ wait_ready() {
 	done
 	fail "LU still not ready after 120 s"
 }
+# The whole LU reads back as the OVERWRITE pattern.
+check_pattern() {
+	timeout 60 qemu-img convert -f raw -O raw "$URL/0" "$T/b.img" ||
+		fail "read back"
+	python3 - "$T/b.img" <<'PY' || fail "the pattern is not everywhere"
+import sys
+d = open(sys.argv[1], "rb").read()
+assert len(d) == 64 << 20, len(d)
+assert d == b"CAIRN!!!" * (len(d) // 8)
+PY
+	echo "ok   - 64 MiB read back as the pattern"
+}
 expect() { # expect WHAT GOT WANT
 	[[ $2 == "$3" ]] || fail "$1: got '$2', want '$3'"
 	echo "ok   - $1: $2"
@@ -53,15 +65,7 @@ cdb 0 sanitize 1 immed >/dev/null || fail "sanitize overwrite"
 expect "TEST UNIT READY during it" "$(cdb 0 tur)" "status 2 sense 2/04/1b"
 expect "the other LU" "$(cdb 1 tur)" "status 0 sense 0/00/00"
 wait_ready
-timeout 60 qemu-img convert -f raw -O raw "$URL/0" "$T/b.img" ||
-	fail "read back"
-python3 - "$T/b.img" <<'PY' || fail "the pattern is not everywhere"
-import sys
-d = open(sys.argv[1], "rb").read()
-assert len(d) == 64 << 20, len(d)
-assert d == b"CAIRN!!!" * (len(d) // 8)
-PY
-echo "ok   - 64 MiB read back as the pattern"
+check_pattern
 
 step "BLOCK ERASE"
 cdb 0 sanitize 2 >/dev/null || fail "sanitize block erase"
@@ -78,8 +82,21 @@ cairnd_stop
 grep -q "SANITIZE interrupted by shutdown" "$CAIRND_LOG" ||
 	fail "no log line for the interrupted sanitize"
 start
-expect "ready after the restart" "$(cdb 0 tur)" "status 0 sense 0/00/00"
+expect "resumed after the restart" "$(cdb 0 tur)" "status 2 sense 2/04/1b"
+wait_ready
+
+step "kill -9 during an OVERWRITE"
 timeout 60 qemu-img convert -n -f raw -O raw "$T/a.img" "$URL/0" ||
-	fail "write after restart"
+	fail "write"
+cdb 0 sanitize 1 immed >/dev/null || fail "sanitize overwrite"
+kill -9 "$CAIRND_PID"
+wait "$CAIRND_PID" 2>/dev/null || true
+CAIRND_PID=
+start
+expect "resumed after kill -9" "$(cdb 0 tur)" "status 2 sense 2/04/1b"
+wait_ready
+check_pattern
+timeout 60 qemu-img convert -n -f raw -O raw "$T/a.img" "$URL/0" ||
+	fail "write after"
 cairnd_stop
 echo "iscsi_sanitize: ok"

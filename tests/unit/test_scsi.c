@@ -1702,6 +1702,25 @@ static void test_sanitize(struct env *e)
 	uint32_t blocks = 0;
 	CHECK(!lba_mapped(e, lun, 0, &blocks));
 	CHECK_EQ(blocks, D4K_SIZE / bs);
+	/* A restart in the middle (the LU closed and opened again, the
+	 * engine write still in flight): it resumes from the start. */
+	const uint64_t plun = 3; /* peer, 16 MiB of 512-byte blocks */
+	clear_ua(e, &e->na, plun);
+	CHECK_GOOD(sanitize(e, plun, 0x80 | 0x01, pl, 8));
+	reopen_peer(e);
+	r = run(e, plun, TUR, 6, NULL, 0);
+	CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+	sanitize_wait(e, plun);
+	cdb_rw16(cdb, 0x88, 31, 8);
+	r = run(e, plun, cdb, 16, NULL, 0);
+	CHECK_GOOD(r);
+	for (uint32_t i = 0; i < 4096; i++)
+		if (r.data[i] != pl[4 + i % 4]) {
+			CHECK(!"resumed OVERWRITE pattern not read back");
+			break;
+		}
+	reopen_peer(e); /* done: nothing resumes */
+	CHECK_GOOD(run(e, plun, TUR, 6, NULL, 0));
 	/* VPD B1h: WABEREQ 01b, WACEREQ 00b */
 	uint8_t vpd[6] = {0x12, 0x01, 0xb1, 0, 64, 0};
 	r = run(e, lun, vpd, 6, NULL, 0);

@@ -26,8 +26,15 @@
  * lost; while it runs every command but INQUIRY, REPORT LUNS and REQUEST
  * SENSE (OPF_SANITIZE_OK) ends with NOT READY, SANITIZE IN PROGRESS and a
  * progress indication. It writes at most SANITIZE_RATE bytes a second, so
- * that the other vdisks of the pool keep their throughput. It does not
- * survive a cairnd restart. */
+ * that the other vdisks of the pool keep their throughput.
+ *
+ * It survives a restart (4.11.2: it resumes after a power on): the vdisk
+ * attribute "scsi.sanitize" holds the operation from its start (written,
+ * durably, before any block is touched) to its end, and the failure state
+ * after a failure; an LU that finds one starts the operation again from
+ * the beginning (sanitize_lu_load). Encoding: "CSN" version(1), u8 SA,
+ * u8 flags (1 AUSE, 2 INVERT, 4 failed), u8 OVERWRITE COUNT, u8 0, be16
+ * pattern length, the pattern. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +47,12 @@
 #define SA_OVERWRITE 0x01
 #define SA_BLOCK_ERASE 0x02
 #define SA_EXIT_FAILURE_MODE 0x1f
+#define SANITIZE_ATTR "scsi.sanitize"
+#define SANITIZE_MAGIC "CSN\x01"
+#define SANITIZE_HDR 10u
+#define SANITIZE_F_AUSE 1u
+#define SANITIZE_F_INVERT 2u
+#define SANITIZE_F_FAILED 4u
 
 struct scsi_sanitize {
 	struct scsi_lu *lu; /* NULL once the LU is destroyed */
@@ -52,6 +65,8 @@ struct scsi_sanitize {
 	bool flushed;
 	unsigned passes, pass;
 	bool invert;
+	uint16_t ipl;		/* INITIALIZATION PATTERN LENGTH */
+	uint8_t raw[SDS_BLOCK_SIZE]; /* the pattern as given */
 	uint8_t *pat[2]; /* one piece: pattern, inverted pattern */
 	uint64_t off, size;
 	uint64_t t0, written; /* for the rate */
@@ -87,6 +102,26 @@ static void sanitize_free(struct scsi_sanitize *s)
 	uv_close((uv_handle_t *)&s->timer, sanitize_timer_closed);
 }
 
+/* The record of the operation (failed: of its failure), durable on return;
+ * failed with no s: EXIT FAILURE MODE or success, the record goes. */
+static int sanitize_store(struct scsi_lu *lu, const struct scsi_sanitize *s,
+			  bool failed)
+{
+	if (!s)
+		return sds_vdisk_attr_set(lu->vd, SANITIZE_ATTR, NULL, 0);
+	uint8_t d[SANITIZE_HDR + SDS_BLOCK_SIZE] = {0};
+	memcpy(d, SANITIZE_MAGIC, 4);
+	d[4] = s->sa;
+	d[5] = (uint8_t)((s->ause ? SANITIZE_F_AUSE : 0) |
+			 (s->invert ? SANITIZE_F_INVERT : 0) |
+			 (failed ? SANITIZE_F_FAILED : 0));
+	d[6] = (uint8_t)s->passes;
+	put_be16(d + 8, s->ipl);
+	memcpy(d + SANITIZE_HDR, s->raw, s->ipl);
+	return sds_vdisk_attr_set(lu->vd, SANITIZE_ATTR, d,
+				  SANITIZE_HDR + s->ipl);
+}
+
 /* Ends the operation: the LU becomes ready again, or enters the failure
  * state (4.11.3) when status is an error. */
 static void sanitize_finish(struct scsi_sanitize *s, int status)
@@ -101,6 +136,15 @@ static void sanitize_finish(struct scsi_sanitize *s, int status)
 		if (status)
 			log_warn("scsi", "%s: SANITIZE failed: %s", lu->name,
 				 strerror(-status));
+		else
+			log_info("scsi", "%s: SANITIZE done", lu->name);
+		/* A record that cannot be updated stays as it was: the
+		 * operation then runs again after a restart, which is the
+		 * safe side. */
+		int rc = sanitize_store(lu, status ? s : NULL, status != 0);
+		if (rc)
+			log_error("scsi", "%s: sanitize record: %s", lu->name,
+				  strerror(-rc));
 	}
 	if (tk) {
 		tk->cancel = NULL;
@@ -223,21 +267,49 @@ static bool sanitize_overwrite_params(struct scsi_task *tk,
 	}
 	s->invert = p[0] & 0x80;
 	s->passes = p[0] & 0x1f;
-	for (int i = 0; i < 2; i++) {
+	s->ipl = (uint16_t)ipl;
+	memcpy(s->raw, p + 4, ipl);
+	return true;
+}
+
+/* The pattern repeats from the start of every logical block. */
+static int sanitize_fill(struct scsi_sanitize *s, uint32_t bs)
+{
+	for (int i = 0; i < 2; i++)
 		if (posix_memalign((void **)&s->pat[i], SDS_BLOCK_SIZE,
-				   SANITIZE_PIECE)) {
-			scsi_task_errno(tk, -ENOMEM, true);
-			return false;
-		}
-	}
-	/* The pattern repeats from the start of every logical block. */
-	for (uint32_t b = 0; b < SANITIZE_PIECE; b += lu->bs)
-		for (uint32_t i = 0; i < lu->bs; i++) {
-			uint8_t v = p[4 + i % ipl];
+				   SANITIZE_PIECE))
+			return -ENOMEM;
+	for (uint32_t b = 0; b < SANITIZE_PIECE; b += bs)
+		for (uint32_t i = 0; i < bs; i++) {
+			uint8_t v = s->raw[i % s->ipl];
 			s->pat[0][b + i] = v;
 			s->pat[1][b + i] = (uint8_t)~v;
 		}
-	return true;
+	return 0;
+}
+
+/* Starts s on lu (s filled: sa, ause, passes, invert, pattern). 0, or
+ * -errno with s freed. */
+static int sanitize_start(struct scsi_lu *lu, struct scsi_sanitize *s)
+{
+	s->size = lu->size;
+	int rc = s->sa == SA_OVERWRITE ? sanitize_fill(s, lu->bs) : 0;
+	if (!rc)
+		rc = sds_vdisk_open(lu->t->pool, lu->name, &s->vd);
+	if (rc) {
+		sanitize_release(s);
+		return rc;
+	}
+	uv_timer_init(lu->t->loop, &s->timer);
+	s->timer.data = s;
+	s->lu = lu;
+	s->t0 = uv_now(lu->t->loop);
+	lu->san = s;
+	lu->san_failed = false;
+	log_info("scsi", "%s: SANITIZE %s started", lu->name,
+		 s->sa == SA_OVERWRITE ? "OVERWRITE" : "BLOCK ERASE");
+	sanitize_next(s);
+	return 0;
 }
 
 void sbc_sanitize(struct scsi_task *tk)
@@ -259,6 +331,11 @@ void sbc_sanitize(struct scsi_task *tk)
 			scsi_task_bad_cdb(tk, 1, 4);
 			return;
 		}
+		int rc = lu->san_failed ? sanitize_store(lu, NULL, false) : 0;
+		if (rc) {
+			scsi_task_errno(tk, rc, true);
+			return;
+		}
 		lu->san_failed = false;
 		scsi_task_good(tk);
 		return;
@@ -272,33 +349,72 @@ void sbc_sanitize(struct scsi_task *tk)
 	}
 	s->sa = sa;
 	s->ause = ause;
-	s->size = lu->size;
 	s->passes = 1;
 	if (sa == SA_OVERWRITE && !sanitize_overwrite_params(tk, s, plen)) {
 		sanitize_release(s);
 		return;
 	}
-	int rc = sds_vdisk_open(lu->t->pool, lu->name, &s->vd);
-	if (rc) {
+	/* Recorded before any block changes: a restart resumes it. */
+	int rc = sanitize_store(lu, s, false);
+	if (!rc)
+		rc = sanitize_start(lu, s);
+	else
 		sanitize_release(s);
+	if (rc) {
 		scsi_task_errno(tk, rc, true);
 		return;
 	}
-	uv_timer_init(lu->t->loop, &s->timer);
-	s->timer.data = s;
-	s->lu = lu;
-	s->t0 = uv_now(lu->t->loop);
-	lu->san = s;
-	lu->san_failed = false;
-	log_info("scsi", "%s: SANITIZE %s started",
-		 lu->name, sa == SA_OVERWRITE ? "OVERWRITE" : "BLOCK ERASE");
 	if (immed) {
 		scsi_task_good(tk);
 	} else {
 		s->waiter = tk;
 		tk->cancel = sanitize_cancel;
 	}
-	sanitize_next(s);
+}
+
+void sanitize_lu_load(struct scsi_lu *lu)
+{
+	uint8_t *d;
+	size_t len;
+	int rc = sds_vdisk_attr_get(lu->vd, SANITIZE_ATTR, (void **)&d, &len);
+	if (rc == -ENOENT)
+		return;
+	struct scsi_sanitize *s = rc ? NULL : calloc(1, sizeof(*s));
+	if (s && len >= SANITIZE_HDR && !memcmp(d, SANITIZE_MAGIC, 4) &&
+	    (d[4] == SA_OVERWRITE || d[4] == SA_BLOCK_ERASE) &&
+	    len == SANITIZE_HDR + get_be16(d + 8) &&
+	    get_be16(d + 8) <= lu->bs &&
+	    (d[4] != SA_OVERWRITE || (get_be16(d + 8) && d[6]))) {
+		s->sa = d[4];
+		s->ause = d[5] & SANITIZE_F_AUSE;
+		s->invert = d[5] & SANITIZE_F_INVERT;
+		s->passes = d[4] == SA_OVERWRITE ? d[6] : 1;
+		s->ipl = get_be16(d + 8);
+		memcpy(s->raw, d + SANITIZE_HDR, s->ipl);
+		if (d[5] & SANITIZE_F_FAILED) {
+			lu->san_failed = true;
+			lu->san_ause = s->ause;
+			free(s);
+			log_warn("scsi", "%s: in SANITIZE failure mode",
+				 lu->name);
+		} else {
+			log_warn("scsi", "%s: resuming an interrupted "
+				 "SANITIZE from the start", lu->name);
+			rc = sanitize_start(lu, s);
+		}
+	} else {
+		free(s);
+		rc = rc ? rc : -EINVAL;
+	}
+	free(d);
+	if (rc) {
+		/* Not ready to pretend it is sanitized: the failure state
+		 * (medium access fails until a new SANITIZE). */
+		log_error("scsi", "%s: cannot resume SANITIZE: %s", lu->name,
+			  strerror(-rc));
+		lu->san_failed = true;
+		lu->san_ause = true;
+	}
 }
 
 /* SBC-4 4.11.2: the progress indication, 0..65535, of the sense key
@@ -330,8 +446,8 @@ void sanitize_lu_free(struct scsi_lu *lu)
 	if (!s)
 		return;
 	/* The transport has waited for its commands, so no waiter; an
-	 * operation still running stops here (it does not survive a
-	 * restart either). */
+	 * operation still running stops here and resumes at the next start
+	 * (its record stays). */
 	log_warn("scsi", "%s: SANITIZE interrupted by shutdown", lu->name);
 	lu->san = NULL;
 	s->lu = NULL;

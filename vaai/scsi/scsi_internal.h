@@ -361,6 +361,9 @@ struct scsi_sanitize;
 void sanitize_busy(struct scsi_task *tk);
 uint16_t sanitize_progress(const struct scsi_lu *lu);
 void sanitize_lu_free(struct scsi_lu *lu);
+/* At LU creation: resumes a sanitize a restart interrupted, or restores
+ * the failure state. */
+void sanitize_lu_load(struct scsi_lu *lu);
 
 /* pr.c */
 void pr_in(struct scsi_task *tk);

@@ -531,6 +531,7 @@ int scsi_lu_create(struct scsi_target *t, const char *vdisk,
 	LIST_INIT(&lu->pr.regs);
 	LIST_INIT(&lu->copy_results);
 	pr_store_load(lu);
+	sanitize_lu_load(lu);
 	/* SBC-4 7.5.5: the engine behaves like a volatile write cache. */
 	lu->mode.wce = true;
 	TAILQ_INSERT_TAIL(&t->lus, lu, link);
