@@ -90,7 +90,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBCAIRN)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIBCAIRN)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lnbd
+	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lnbd -liscsi
 
 deps:
 	@scripts/deps.sh

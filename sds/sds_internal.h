@@ -127,6 +127,7 @@ int sds_alloc_rebuild(struct sds_pool *p);
 #define SDS_K_PBARC 'R'   /* R be64 pba: references when > 1 */
 #define SDS_K_ALLOC 'A'   /* A be32 disk be32 chunk: allocation bitmap */
 #define SDS_K_LOGGED 'L'  /* L: log batches may be newer than the A records */
+#define SDS_K_ATTR 'X'    /* X be64 vdisk name: attribute (attr.c) */
 
 struct sds_meta {
 	rocksdb_t *db;
@@ -157,6 +158,8 @@ int sds_meta_scan(struct sds_meta *m, const uint8_t *prefix, size_t plen,
 size_t sds_key_u64(uint8_t *k, char tag, uint64_t a);
 size_t sds_key_u64_u32(uint8_t *k, char tag, uint64_t a, uint32_t b);
 size_t sds_key_alloc(uint8_t *k, unsigned disk, uint32_t chunk);
+/* attr.c: drops every attribute of a vdisk (it is being deleted). */
+void sds_attr_drop_all(struct sds_pool *p, uint64_t vdisk_id);
 
 /* ---- extents (extent.c) ------------------------------------------------ */
 #define SDS_BLK_SHARED 1u /* the pba may be referenced elsewhere: see R */

@@ -264,6 +264,7 @@ int sds_vdisk_delete(struct sds_pool *p, const char *name)
 	}
 	vd->flags |= SDS_VD_DELETING;
 	vd->rec_dirty = true;
+	sds_attr_drop_all(p, vd->id);
 	sds_commit_mark(p);
 	sds_gc_kick(p);
 	return 0;

@@ -164,6 +164,20 @@ const char *sds_vdisk_name(const struct sds_vdisk *v);
 int sds_vdisk_lba_status(struct sds_vdisk *v, uint64_t offset,
 			 uint64_t max_len, bool *mapped, uint64_t *len);
 
+/* Attributes (sds/attr.c): small named values a front end keeps with a
+ * vdisk (SCSI persistent reservations with APTPL). Not copied to
+ * snapshots or clones; dropped when the vdisk is deleted. Snapshots may
+ * have them too (they are not data). Synchronous. */
+#define SDS_ATTR_NAME_MAX 64
+#define SDS_ATTR_VALUE_MAX (1u << 20)
+/* Durable on return (a synced metadata write of its own, outside the
+ * group commit). len 0 deletes. 0, or -EINVAL (name or size), -EIO. */
+int sds_vdisk_attr_set(struct sds_vdisk *v, const char *name,
+		       const void *val, size_t len);
+/* *val: malloc'd copy, *len its size. 0, -ENOENT, or -EIO. */
+int sds_vdisk_attr_get(struct sds_vdisk *v, const char *name, void **val,
+		       size_t *len);
+
 /* ---- IO -------------------------------------------------------------------
  * offset and len are bytes, multiples of the vdisk's sector size, inside
  * the vdisk. Writes are acknowledged when their data is on disk and the

@@ -98,7 +98,7 @@ static void nbd_cmd_reply_error(struct nbd_conn *c,
 	log_debug(NBD_LOG,
 		  "conn %llu %s: %s off %llu len %u flags 0x%x: "
 		  "error %u",
-		  (unsigned long long)c->id, c->peer,
+		  (unsigned long long)c->base.id, c->peer,
 		  nbd_proto_cmd(rq->type) ? nbd_proto_cmd(rq->type)->name
 					  : "unknown",
 		  (unsigned long long)rq->offset, rq->len, rq->flags, err);
@@ -116,7 +116,7 @@ static void nbd_cmd_io_done(struct sds_io *io, int status)
 	r->conn->nio--;
 	if (status < 0)
 		log_debug(NBD_LOG, "conn %llu: %s off %llu len %u: %s",
-			  (unsigned long long)r->conn->id,
+			  (unsigned long long)r->conn->base.id,
 			  nbd_proto_cmd(r->rq.type)->name,
 			  (unsigned long long)r->rq.offset, r->rq.len,
 			  strerror(-status));
@@ -184,7 +184,7 @@ static void nbd_cmd_disc(struct nbd_conn *c, const struct nbd_request *rq)
 {
 	(void)rq;
 	log_debug(NBD_LOG, "conn %llu %s: disconnect",
-		  (unsigned long long)c->id, c->peer);
+		  (unsigned long long)c->base.id, c->peer);
 	nbd_conn_close(c, false);
 }
 
@@ -247,7 +247,7 @@ void nbd_cmd_header(struct nbd_conn *c, const uint8_t *p)
 	struct nbd_request rq;
 	if (nbd_proto_parse_request(p, &rq) < 0) {
 		log_info(NBD_LOG, "conn %llu %s: bad request magic 0x%08x",
-			 (unsigned long long)c->id, c->peer, get_be32(p));
+			 (unsigned long long)c->base.id, c->peer, get_be32(p));
 		nbd_conn_close(c, true);
 		return;
 	}
@@ -255,7 +255,7 @@ void nbd_cmd_header(struct nbd_conn *c, const uint8_t *p)
 	switch (nbd_proto_check_request(&rq, &c->lim, &err)) {
 	case NBD_VERDICT_DROP:
 		log_info(NBD_LOG, "conn %llu %s: %u-byte payload exceeds %u",
-			 (unsigned long long)c->id, c->peer, rq.len,
+			 (unsigned long long)c->base.id, c->peer, rq.len,
 			 c->lim.max_payload);
 		nbd_conn_close(c, true);
 		return;

@@ -42,13 +42,13 @@ static void nbd_conn_update_reading(struct nbd_conn *c);
 static void nbd_conn_closed(uv_handle_t *h)
 {
 	struct nbd_conn *c = container_of((uv_tcp_t *)h, struct nbd_conn, tcp);
-	log_debug(NBD_LOG, "conn %llu %s closed", (unsigned long long)c->id,
+	log_debug(NBD_LOG, "conn %llu %s closed", (unsigned long long)c->base.id,
 		  c->peer);
 	if (c->vd)
 		sds_vdisk_close(c->vd);
 	free(c->rbuf);
 	free(c->obuf);
-	nbd_server_conn_gone(c->srv, c);
+	srv_conn_gone(&c->srv->net, &c->base);
 	free(c);
 }
 
@@ -122,7 +122,7 @@ static void nbd_conn_wrote(uv_write_t *wr, int status)
 	c->nwrites--;
 	if (status < 0 && !c->closing) {
 		log_debug(NBD_LOG, "conn %llu %s: write: %s",
-			  (unsigned long long)c->id, c->peer,
+			  (unsigned long long)c->base.id, c->peer,
 			  uv_strerror(status));
 		nbd_conn_close(c, true);
 		return;
@@ -148,7 +148,7 @@ static void nbd_conn_batch_written(uv_write_t *wr, int status)
 	struct nbd_conn *c = b->conn;
 	if (status < 0 && !c->closing) {
 		log_debug(NBD_LOG, "conn %llu %s: reply: %s",
-			  (unsigned long long)c->id, c->peer,
+			  (unsigned long long)c->base.id, c->peer,
 			  uv_strerror(status));
 		nbd_conn_close(c, true);
 	}
@@ -161,7 +161,7 @@ void nbd_conn_queue_reply(struct nbd_conn *c, struct nbd_req *r)
 {
 	TAILQ_INSERT_TAIL(&c->outq, r, out_link);
 	c->nout++;
-	uv_prepare_start(&c->srv->flush, nbd_server_flush);
+	srv_want_flush(&c->srv->net);
 }
 
 /* Fewer, larger writes: one syscall for all replies of a loop turn, and
@@ -204,6 +204,25 @@ void nbd_conn_flush(struct nbd_conn *c)
 			return;
 		}
 	}
+}
+
+void nbd_conn_flush_cb(struct srv_conn *base)
+{
+	struct nbd_conn *c = container_of(base, struct nbd_conn, base);
+	if (c->nout)
+		nbd_conn_flush(c);
+}
+
+/* Connections still in the handshake have nothing in flight and are
+ * dropped at once; connections in transmission stop reading, finish their
+ * requests and send the replies (§ Terminating the transmission phase: "On
+ * a server shutdown, the server SHOULD wait for inflight requests to be
+ * serviced prior to initiating a hard disconnect"), within the grace
+ * period; replies still queued then are dropped. */
+void nbd_conn_shutdown(struct srv_conn *base, bool grace_over)
+{
+	struct nbd_conn *c = container_of(base, struct nbd_conn, base);
+	nbd_conn_close(c, grace_over || c->state < NBD_CONN_REQ_HEADER);
 }
 
 int nbd_conn_send(struct nbd_conn *c, const void *data, size_t len)
@@ -330,7 +349,7 @@ static void nbd_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		/* EOF: the client may still read replies (half close). */
 		if (nread != UV_EOF)
 			log_debug(NBD_LOG, "conn %llu %s: read: %s",
-				  (unsigned long long)c->id, c->peer,
+				  (unsigned long long)c->base.id, c->peer,
 				  uv_strerror((int)nread));
 		nbd_conn_close(c, nread != UV_EOF);
 		return;
@@ -358,7 +377,7 @@ static void nbd_conn_update_reading(struct nbd_conn *c)
 		      : uv_read_stop((uv_stream_t *)&c->tcp);
 	if (rc < 0) {
 		log_warn(NBD_LOG, "conn %llu %s: read start: %s",
-			 (unsigned long long)c->id, c->peer, uv_strerror(rc));
+			 (unsigned long long)c->base.id, c->peer, uv_strerror(rc));
 		c->reading = false;
 		nbd_conn_close(c, true);
 		return;
@@ -366,28 +385,9 @@ static void nbd_conn_update_reading(struct nbd_conn *c)
 	c->reading = want;
 }
 
-static void nbd_conn_peer(struct nbd_conn *c)
+int nbd_conn_accept(struct srv *net)
 {
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-			uv_ip6_name(a, host, sizeof(host));
-			port = ntohs(a->sin6_port);
-		} else {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-			uv_ip4_name(a, host, sizeof(host));
-			port = ntohs(a->sin_port);
-		}
-	}
-	snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
-}
-
-int nbd_conn_accept(struct nbd_server *srv)
-{
+	struct nbd_server *srv = container_of(net, struct nbd_server, net);
 	struct nbd_conn *c = calloc(1, sizeof(*c));
 	uint8_t *rbuf = malloc(NBD_RBUF_SIZE);
 	if (!c || !rbuf) {
@@ -398,15 +398,14 @@ int nbd_conn_accept(struct nbd_server *srv)
 	c->srv = srv;
 	c->rbuf = rbuf;
 	TAILQ_INIT(&c->outq);
-	c->id = ++srv->next_conn_id;
 	int rc = uv_tcp_init(srv->loop, &c->tcp);
 	if (rc < 0) {
 		free(rbuf);
 		free(c);
 		return rc;
 	}
-	TAILQ_INSERT_TAIL(&srv->conns, c, link);
-	rc = uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp);
+	srv_conn_add(net, &c->base);
+	rc = uv_accept((uv_stream_t *)&net->listener, (uv_stream_t *)&c->tcp);
 	if (rc < 0) {
 		nbd_conn_close(c, true);
 		return rc;
@@ -414,8 +413,8 @@ int nbd_conn_accept(struct nbd_server *srv)
 	/* § Protocol phases: "both the client and server SHOULD disable
 	 * Nagle's algorithm". */
 	uv_tcp_nodelay(&c->tcp, 1);
-	nbd_conn_peer(c);
-	log_debug(NBD_LOG, "conn %llu from %s", (unsigned long long)c->id,
+	srv_addr(&c->tcp, true, true, c->peer, sizeof(c->peer));
+	log_debug(NBD_LOG, "conn %llu from %s", (unsigned long long)c->base.id,
 		  c->peer);
 	nbd_handshake_start(c);
 	nbd_conn_update_reading(c);

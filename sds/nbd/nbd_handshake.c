@@ -55,7 +55,7 @@ static void nbd_handshake_error(struct nbd_conn *c, uint32_t type,
 				const char *msg)
 {
 	log_debug(NBD_LOG, "conn %llu %s: option %s: %s",
-		  (unsigned long long)c->id, c->peer,
+		  (unsigned long long)c->base.id, c->peer,
 		  nbd_proto_opt_name(c->opt.opt), msg);
 	nbd_handshake_reply(c, type, msg, (uint32_t)strlen(msg));
 	nbd_handshake_flush(c);
@@ -80,7 +80,7 @@ static void nbd_handshake_enter_transmission(struct nbd_conn *c,
 	c->obuf = NULL;
 	c->olen = c->ocap = 0;
 	log_info(NBD_LOG, "conn %llu %s: export %s (%llu bytes%s)",
-		 (unsigned long long)c->id, c->peer, sds_vdisk_name(vd),
+		 (unsigned long long)c->base.id, c->peer, sds_vdisk_name(vd),
 		 (unsigned long long)c->lim.size,
 		 c->lim.readonly ? ", read-only" : "");
 }
@@ -94,7 +94,7 @@ static void nbd_handshake_export_name(struct nbd_conn *c, const uint8_t *data,
 	char msg[128];
 	if (nbd_server_open_export(c->srv, (const char *)data, len, &vd, msg,
 				   sizeof(msg)) < 0) {
-		log_info(NBD_LOG, "conn %llu %s: %s", (unsigned long long)c->id,
+		log_info(NBD_LOG, "conn %llu %s: %s", (unsigned long long)c->base.id,
 			 c->peer, msg);
 		nbd_conn_close(c, true);
 		return;
@@ -313,7 +313,7 @@ void nbd_handshake_client_flags(struct nbd_conn *c, const uint8_t *p)
 	uint32_t f = get_be32(p);
 	if (!nbd_proto_client_flags_ok(f, NBD_HANDSHAKE_FLAGS)) {
 		log_info(NBD_LOG, "conn %llu %s: bad client flags 0x%x",
-			 (unsigned long long)c->id, c->peer, f);
+			 (unsigned long long)c->base.id, c->peer, f);
 		nbd_conn_close(c, true);
 		return;
 	}
@@ -327,7 +327,7 @@ void nbd_handshake_opt_header(struct nbd_conn *c, const uint8_t *p)
 {
 	if (nbd_proto_parse_option(p, &c->opt) < 0) {
 		log_info(NBD_LOG, "conn %llu %s: bad option magic",
-			 (unsigned long long)c->id, c->peer);
+			 (unsigned long long)c->base.id, c->peer);
 		nbd_conn_close(c, true);
 		return;
 	}
@@ -354,7 +354,7 @@ void nbd_handshake_opt_data(struct nbd_conn *c, const uint8_t *p)
 	uint32_t o = c->opt.opt;
 	c->state = NBD_CONN_OPT_HEADER;
 	log_debug(NBD_LOG, "conn %llu %s: option %s (%u), %u bytes",
-		  (unsigned long long)c->id, c->peer, nbd_proto_opt_name(o), o,
+		  (unsigned long long)c->base.id, c->peer, nbd_proto_opt_name(o), o,
 		  c->opt.len);
 	if (o < ARRAY_SIZE(nbd_handshake_opts) && nbd_handshake_opts[o]) {
 		nbd_handshake_opts[o](c, p, c->opt.len);

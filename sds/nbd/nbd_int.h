@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "nbd_proto.h"
+#include "srv.h"
 
 #define NBD_LOG "nbd"
 #define NBD_RBUF_SIZE (64u << 10)  /* staging; holds any accepted option */
@@ -39,22 +40,12 @@ TAILQ_HEAD(nbd_connq, nbd_conn);
 TAILQ_HEAD(nbd_reqq, nbd_req);
 
 struct nbd_server {
+	struct srv net; /* listener, connections, flush, shutdown (lib/srv) */
 	uv_loop_t *loop;
 	struct sds_pool *pool;
-	uv_tcp_t listener;
-	uv_timer_t grace; /* shutdown: bounds the wait for replies to drain */
-	uv_prepare_t flush; /* writes gathered replies before the loop blocks */
-	unsigned handles_open;
 	char *default_export;
 	unsigned max_inflight;
 	size_t max_inflight_bytes;
-	uint16_t port;
-	uint64_t next_conn_id;
-	struct nbd_connq conns;
-	bool closing;
-	bool listener_closed;
-	void (*close_cb)(void *arg);
-	void *close_arg;
 };
 
 enum nbd_conn_state {
@@ -69,10 +60,9 @@ enum nbd_conn_state {
 };
 
 struct nbd_conn {
+	struct srv_conn base; /* in the server's list; base.id for logs */
 	struct nbd_server *srv;
 	uv_tcp_t tcp;
-	TAILQ_ENTRY(nbd_conn) link;
-	uint64_t id;
 	char peer[64];
 	enum nbd_conn_state state;
 
@@ -133,11 +123,12 @@ struct nbd_req {
  * Returns 0, or -ENOENT with a message in msg. */
 int nbd_server_open_export(struct nbd_server *srv, const char *name, size_t len,
 			   struct sds_vdisk **out, char *msg, size_t msglen);
-void nbd_server_conn_gone(struct nbd_server *srv, struct nbd_conn *c);
-void nbd_server_flush(uv_prepare_t *h);
 
 /* nbd_conn.c */
-int nbd_conn_accept(struct nbd_server *srv);
+/* lib/srv ops (srv.h) */
+int nbd_conn_accept(struct srv *net);
+void nbd_conn_flush_cb(struct srv_conn *base);
+void nbd_conn_shutdown(struct srv_conn *base, bool grace_over);
 /* Queues bytes for the peer (copied). Returns 0 or -errno; on error the
  * connection is being closed. */
 int nbd_conn_send(struct nbd_conn *c, const void *data, size_t len);

@@ -611,8 +611,88 @@ static int run_fuzz(const char *iqn, unsigned rounds, unsigned seed)
 	return 0;
 }
 
+/* Target-initiated NOP-In (§ 11.19), against a target configured to ping
+ * after a short silence: one connection answers the pings and stays; one
+ * leaves a WRITE waiting for its data (an R2T) and never answers: the
+ * target must close it. */
+static bool wait_pdu(int fd, uint8_t *rb, unsigned seconds)
+{
+	struct timeval tv = {.tv_sec = seconds};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	uint8_t rd[70000];
+	uint32_t rl = 0;
+	return recv_pdu(fd, rb, rd, sizeof(rd), &rl) == 1;
+}
+
+static bool is_ping(const uint8_t *rb)
+{
+	return (rb[0] & 0x3f) == ISCSI_OP_NOP_IN &&
+	       get_be32(rb + 16) == ISCSI_RSVD_TAG &&
+	       get_be32(rb + 20) != ISCSI_RSVD_TAG;
+}
+
+static int run_nop(const char *iqn)
+{
+	struct login_opts o = {.iqn = iqn};
+	uint8_t b[ISCSI_BHS_SIZE], rb[ISCSI_BHS_SIZE], op = 0, reason = 0;
+	int fd = conn_open();
+	check(fd >= 0 && do_login(fd, &o) == 0, "nop: login");
+	for (int i = 0; i < 2 && fd >= 0; i++) {
+		/* The ping comes after the silence; answer it (§ 11.18:
+		 * ITT reserved, its TTT, immediate). */
+		bool got = wait_pdu(fd, rb, 30);
+		check(got && is_ping(rb), "nop: ping %d from the target", i);
+		if (!got)
+			break;
+		iscsi_pdu_init(b, ISCSI_OP_NOP_OUT | ISCSI_FLAG_IMMEDIATE,
+			       0x80, 0);
+		put_be32(b + 16, ISCSI_RSVD_TAG);
+		put_be32(b + 20, get_be32(rb + 20));
+		put_be32(b + 24, g_cmdsn);
+		put_be32(b + 28, get_be32(rb + 24));
+		check(send_pdu(fd, b, NULL, 0, false, false), "nop: answer");
+	}
+	check(fd >= 0 && nop(fd, 5, "alive", 5, false, &op, &reason),
+	      "nop: an answering connection stays");
+	if (fd >= 0)
+		close(fd);
+
+	/* A WRITE whose data never comes (InitialR2T=Yes: an R2T asks for
+	 * it), then silence. */
+	int fd2 = conn_open();
+	g_hd = g_dd = false;
+	check(fd2 >= 0 && do_login(fd2, &o) == 0, "nop: second login");
+	scsi_cmd_bhs(b, 0x77);
+	b[1] = 0x80 | 0x20; /* F, W */
+	put_be32(b + 20, 65536);
+	b[32] = 0x8a; /* WRITE (16), LBA 0, 16 blocks of 4096 / 128 of 512 */
+	put_be32(b + 32 + 10, 128);
+	check(fd2 >= 0 && send_pdu(fd2, b, NULL, 0, false, false),
+	      "nop: WRITE sent");
+	bool r2t = false, ping = false;
+	while (fd2 >= 0 && wait_pdu(fd2, rb, 30)) {
+		r2t |= (rb[0] & 0x3f) == ISCSI_OP_R2T;
+		ping |= is_ping(rb);
+	}
+	check(r2t, "nop: R2T for the WRITE");
+	check(ping, "nop: ping on the silent connection");
+	check(fd2 >= 0 && closed_by_target(fd2),
+	      "nop: the silent connection closed by the target");
+	if (fd2 >= 0)
+		close(fd2);
+	g_hd = g_dd = false;
+	check(alive(iqn), "nop: still serving");
+	printf("%d check(s) failed\n", g_failures);
+	return g_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && strcmp(argv[1], "--nop") == 0) {
+		g_host = argv[2];
+		g_port = argv[3];
+		return run_nop(argv[4]);
+	}
 	if (argc == 7 && strcmp(argv[1], "--fuzz") == 0) {
 		g_host = argv[2];
 		g_port = argv[3];
@@ -622,8 +702,9 @@ int main(int argc, char **argv)
 	if (argc != 7) {
 		fprintf(stderr,
 			"usage: %s HOST PORT OPEN_IQN CHAP_IQN USER SECRET\n"
-			"       %s --fuzz HOST PORT OPEN_IQN ROUNDS SEED\n",
-			argv[0], argv[0]);
+			"       %s --fuzz HOST PORT OPEN_IQN ROUNDS SEED\n"
+			"       %s --nop HOST PORT IQN\n",
+			argv[0], argv[0], argv[0]);
 		return 2;
 	}
 	g_host = argv[1];

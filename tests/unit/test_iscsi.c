@@ -380,12 +380,28 @@ static void test_config(void)
 		CHECK(iscsi_config_allows(&c->targets[0],
 					  "IQN.1994-05.com.redhat:x"));
 		CHECK(!iscsi_config_allows(&c->targets[0], "iqn.2000-01.x:y"));
+		CHECK_EQ(c->nop_interval_ms, ISCSI_NOP_INTERVAL_MS);
+		CHECK_EQ(c->nop_timeout_ms, ISCSI_NOP_TIMEOUT_MS);
+		iscsi_config_free(c);
+	}
+	const char *nop = "{\"nop_interval_ms\": 0, \"nop_timeout_ms\": 100, "
+			  "\"targets\": [{\"name\": \"iqn.2026-11.x:a\", "
+			  "\"luns\": {\"0\": \"v\"}, \"initiators\": [\"*\"]}]}";
+	CHECK_EQ(iscsi_config_parse(nop, strlen(nop), &c, err, sizeof(err)), 0);
+	if (c) {
+		CHECK_EQ(c->nop_interval_ms, 0);
+		CHECK_EQ(c->nop_timeout_ms, 100);
 		iscsi_config_free(c);
 	}
 	static const struct {
 		const char *json, *msg;
 	} bad[] = {
 	    {"{", "line"},
+	    {"{\"nop_interval_ms\": 99, \"targets\": []}", "nop_interval_ms"},
+	    {"{\"nop_timeout_ms\": 0, \"targets\": []}", "nop_timeout_ms"},
+	    {"{\"nop_timeout_ms\": 3600001, \"targets\": []}",
+	     "nop_timeout_ms"},
+	    {"{\"nop_interval_ms\": 1.5, \"targets\": []}", "nop_interval_ms"},
 	    {"{\"targets\": []}", "targets"},
 	    {"{\"portal\": \"nohost\", \"targets\": []}", "portal"},
 	    {"{\"targets\": [{\"name\": \"bad name\", \"luns\": {\"0\": "

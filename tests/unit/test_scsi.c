@@ -1023,6 +1023,83 @@ static struct res rw1(struct env *e, struct scsi_nexus *n, uint64_t lun,
 		       4096);
 }
 
+/* The peer LU (LUN 3) as after a cairnd restart: closed and opened
+ * again. */
+static void reopen_peer(struct env *e)
+{
+	scsi_lu_destroy(e->peer);
+	CHECK_EQ(scsi_lu_create(e->t, "peer", &e->peer), 0);
+	e->ents[3].lu = e->peer;
+}
+
+/* SPC-5 5.14.5: APTPL keeps registrations, the reservation and the
+ * generation across a restart; APTPL=0 drops what was kept. */
+static void test_pr_aptpl(struct env *e, struct scsi_nexus *a)
+{
+	const uint64_t lun = 3;
+	uint8_t cdb[10] = {0x5f, 0x00, 0, 0, 0, 0, 0, 0, 24, 0};
+	uint8_t p[24] = {0};
+	put_be64(p + 8, 0xfeed);
+	p[20] = 0x01; /* APTPL */
+	CHECK_GOOD(run_cap(e, a, lun, cdb, 10, p, 24, 4096));
+	CHECK_GOOD(prout(e, a, lun, 0x01, PR_TYPE_WE, 0xfeed, 0));
+	struct res r = prin(e, a, lun, 0x02); /* REPORT CAPABILITIES */
+	CHECK_GOOD(r);
+	CHECK_EQ(r.data[2] & 0x01, 0x01); /* PTPL_C */
+	CHECK_EQ(r.data[3] & 0x01, 0x01); /* PTPL_A */
+	uint32_t gen = get_be32(prin(e, a, lun, 0x00).data);
+	reopen_peer(e);
+	clear_ua(e, a, lun);
+	r = prin(e, a, lun, 0x00); /* READ KEYS */
+	CHECK_EQ(get_be32(r.data), gen);
+	CHECK_EQ(get_be32(r.data + 4), 8);
+	CHECK_EQ(get_be64(r.data + 8), 0xfeed);
+	r = prin(e, a, lun, 0x01); /* READ RESERVATION */
+	CHECK_EQ(get_be32(r.data + 4), 16);
+	CHECK_EQ(get_be64(r.data + 8), 0xfeed);
+	CHECK_EQ(r.data[21], PR_TYPE_WE);
+	CHECK_EQ(prin(e, a, lun, 0x02).data[3] & 0x01, 0x01);
+	/* the same I_T nexus (by port names) still holds it */
+	r = prin(e, a, lun, 0x03); /* READ FULL STATUS */
+	CHECK_EQ(get_be64(r.data + 8), 0xfeed);
+	CHECK_EQ(r.data[8 + 12] & 0x01, 0x01); /* R_HOLDER */
+	/* RELEASE is kept too */
+	CHECK_GOOD(prout(e, a, lun, 0x02, PR_TYPE_WE, 0xfeed, 0));
+	reopen_peer(e);
+	clear_ua(e, a, lun);
+	CHECK_EQ(get_be32(prin(e, a, lun, 0x01).data + 4), 0);
+	CHECK_EQ(get_be32(prin(e, a, lun, 0x00).data + 4), 8);
+	/* REGISTER with APTPL=0: from now on in memory only */
+	p[20] = 0;
+	put_be64(p, 0xfeed);
+	put_be64(p + 8, 0xbeef);
+	CHECK_GOOD(run_cap(e, a, lun, cdb, 10, p, 24, 4096));
+	CHECK_EQ(prin(e, a, lun, 0x02).data[3] & 0x01, 0);
+	reopen_peer(e);
+	clear_ua(e, a, lun);
+	CHECK_EQ(get_be32(prin(e, a, lun, 0x00).data + 4), 0);
+	/* the encoding: round trip, and garbage refused without harm */
+	CHECK_GOOD(prout(e, a, lun, 0x00, 0, 0, 0x1234));
+	CHECK_GOOD(prout(e, a, lun, 0x01, PR_TYPE_EA_AR, 0x1234, 0));
+	uint8_t *d = NULL, *d2 = NULL;
+	size_t len = 0, len2 = 0;
+	CHECK_EQ(pr_store_encode(e->peer, &d, &len), 0);
+	CHECK_EQ(pr_store_decode(e->peer, d, len), 0);
+	CHECK_EQ(pr_store_encode(e->peer, &d2, &len2), 0);
+	CHECK(len == len2 && d && d2 && !memcmp(d, d2, len));
+	for (size_t cut = 0; d && cut < len; cut++)
+		CHECK_EQ(pr_store_decode(e->peer, d, cut), -EINVAL);
+	if (d) {
+		d[19] = 0x7f; /* count */
+		CHECK_EQ(pr_store_decode(e->peer, d, len), -EINVAL);
+	}
+	free(d);
+	free(d2);
+	CHECK_EQ(e->peer->pr.nregs, 1);
+	CHECK(e->peer->pr.reserved);
+	CHECK_GOOD(prout(e, a, lun, 0x03, 0, 0x1234, 0)); /* CLEAR */
+}
+
 static void test_pr(struct env *e)
 {
 	struct scsi_nexus *a = &e->na, *b = &e->nb; /* both see LUN 0 */
@@ -1154,8 +1231,7 @@ static void test_pr(struct env *e)
 	cdb[8] = 24;
 	p[20] = 0x01;
 	put_be64(p + 8, 5);
-	r = run_cap(e, a, 0, cdb, 10, p, 24, 4096);
-	CHECK_SENSE(r, 0x5, 0x26, 0x00);
+	test_pr_aptpl(e, a);
 	/* unsupported service action (REGISTER AND MOVE) */
 	cdb[1] = 0x07;
 	r = run_cap(e, a, 0, cdb, 10, p, 24, 4096);
@@ -1496,6 +1572,163 @@ static void test_tmf(struct env *e)
 	CHECK_EQ(w.resp, SCSI_TMF_NOT_SUPPORTED);
 }
 
+/* ---- SANITIZE (SBC-4 5.30) ---------------------------------------------- */
+
+static struct res sanitize(struct env *e, uint64_t lun, uint8_t b1,
+			   const void *pl, uint16_t plen)
+{
+	uint8_t cdb[10] = {0x48, b1};
+	put_be16(cdb + 7, plen);
+	return run(e, lun, cdb, 10, pl, plen);
+}
+
+/* Runs the loop until TEST UNIT READY stops answering SANITIZE IN
+ * PROGRESS. */
+static void sanitize_wait(struct env *e, uint64_t lun)
+{
+	for (;;) {
+		struct res r = run(e, lun, TUR, 6, NULL, 0);
+		if (r.status == SCSI_STATUS_GOOD)
+			return;
+		CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+		if (r.key != 0x2)
+			return;
+		uv_run(&e->loop, UV_RUN_ONCE);
+	}
+}
+
+static void test_sanitize(struct env *e)
+{
+	const uint64_t lun = 1; /* d4k */
+	uint32_t bs = 4096;
+	uint8_t *buf = abuf(bs);
+	uint8_t cdb[16];
+	fill(buf, bs, 77);
+	cdb_rw16(cdb, 0x8a, 5, 1);
+	CHECK_GOOD(run(e, lun, cdb, 16, buf, bs));
+	/* bad CDBs and parameter lists: nothing starts */
+	uint8_t pl[8 + 4096] = {0x01, 0, 0, 4, 0xa5, 0x5a, 0xc3, 0x3c};
+	struct res r = sanitize(e, lun, 0x02, pl, 8); /* BLOCK ERASE + list */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x03, NULL, 0); /* CRYPTOGRAPHIC ERASE: no */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x05, NULL, 0);
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x40 | 0x01, pl, 8); /* reserved bit */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x01, pl, 4); /* no pattern */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	r = sanitize(e, lun, 0x01, pl, 4 + 4097); /* pattern > block */
+	CHECK_SENSE(r, 0x5, 0x24, 0x00);
+	pl[0] = 0x00; /* OVERWRITE COUNT 0 */
+	r = sanitize(e, lun, 0x01, pl, 8);
+	CHECK_SENSE(r, 0x5, 0x26, 0x00);
+	pl[0] = 0x01;
+	pl[3] = 3; /* pattern length != list length - 4 */
+	r = sanitize(e, lun, 0x01, pl, 8);
+	CHECK_SENSE(r, 0x5, 0x26, 0x00);
+	pl[3] = 4;
+	CHECK_GOOD(run(e, lun, TUR, 6, NULL, 0));
+	/* write protected: the snapshot LU */
+	r = sanitize(e, 2, 0x02, NULL, 0);
+	CHECK_SENSE(r, 0x7, 0x27, 0x00);
+	/* EXIT FAILURE MODE outside failure mode: nothing to do */
+	CHECK_GOOD(sanitize(e, lun, 0x1f, NULL, 0));
+
+	/* OVERWRITE, IMMED: GOOD at once, then the LU is busy with it
+	 * (48 MiB at the sanitize rate takes a while). */
+	CHECK_GOOD(sanitize(e, lun, 0x80 | 0x01, pl, 8));
+	r = run(e, lun, TUR, 6, NULL, 0);
+	CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+	CHECK_EQ(r.sense[15] & 0x80, 0x80); /* SKSV: progress */
+	cdb_rw16(cdb, 0x88, 5, 1);
+	r = run(e, lun, cdb, 16, NULL, 0);
+	CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+	r = sanitize(e, lun, 0x02, NULL, 0); /* a second one waits too */
+	CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+	uint8_t inq[6] = {0x12, 0, 0, 0, 96, 0};
+	CHECK_GOOD(run(e, lun, inq, 6, NULL, 0));
+	uint8_t rs[6] = {0x03, 0, 0, 0, 18, 0};
+	r = run(e, lun, rs, 6, NULL, 0);
+	CHECK_GOOD(r);
+	CHECK_EQ(r.data[2], 0x2);
+	CHECK_EQ(r.data[12], 0x04);
+	CHECK_EQ(r.data[13], 0x1b);
+	CHECK_EQ(r.data[15], 0x80);
+	rs[1] = 0x01; /* descriptor format: progress indication descriptor */
+	r = run(e, lun, rs, 6, NULL, 0);
+	CHECK_GOOD(r);
+	CHECK_EQ(r.data[0], 0x72);
+	CHECK_EQ(r.data[8], 0x0a);
+	/* other LUs are not affected */
+	CHECK_GOOD(run(e, 0, TUR, 6, NULL, 0));
+	sanitize_wait(e, lun);
+	r = run(e, lun, cdb, 16, NULL, 0);
+	CHECK_GOOD(r);
+	for (uint32_t i = 0; i < bs; i++)
+		if (r.data[i] != pl[4 + i % 4]) {
+			CHECK(!"OVERWRITE pattern not read back");
+			break;
+		}
+
+	/* BLOCK ERASE without IMMED, aborted: the command ends, the erase
+	 * goes on (SBC-4 4.11.2). */
+	struct scsi_cmd c;
+	memset(&c, 0, sizeof(c));
+	bool done = false;
+	c.nexus = &e->na;
+	c.lun = lun;
+	c.cdb[0] = 0x48;
+	c.cdb[1] = 0x02;
+	c.cdb_len = 16;
+	c.tag = 0x5a5a;
+	c.done = cmd_done;
+	c.priv = &done;
+	scsi_cmd_submit(e->t, &c);
+	struct tmf_wait w = {0};
+	scsi_tmf(e->t, &e->na, SCSI_TMF_ABORT_TASK, lun, 0x5a5a, tmf_cb, &w);
+	loop_until(e, &w.done);
+	loop_until(e, &done);
+	CHECK_EQ(w.resp, SCSI_TMF_COMPLETE);
+	CHECK_EQ(c.status, SCSI_STATUS_TASK_ABORTED);
+	sanitize_wait(e, lun);
+	r = run(e, lun, cdb, 16, NULL, 0);
+	CHECK_GOOD(r);
+	for (uint32_t i = 0; i < bs; i++)
+		if (r.data[i]) {
+			CHECK(!"BLOCK ERASE left data");
+			break;
+		}
+	uint32_t blocks = 0;
+	CHECK(!lba_mapped(e, lun, 0, &blocks));
+	CHECK_EQ(blocks, D4K_SIZE / bs);
+	/* A restart in the middle (the LU closed and opened again, the
+	 * engine write still in flight): it resumes from the start. */
+	const uint64_t plun = 3; /* peer, 16 MiB of 512-byte blocks */
+	clear_ua(e, &e->na, plun);
+	CHECK_GOOD(sanitize(e, plun, 0x80 | 0x01, pl, 8));
+	reopen_peer(e);
+	r = run(e, plun, TUR, 6, NULL, 0);
+	CHECK_SENSE(r, 0x2, 0x04, 0x1b);
+	sanitize_wait(e, plun);
+	cdb_rw16(cdb, 0x88, 31, 8);
+	r = run(e, plun, cdb, 16, NULL, 0);
+	CHECK_GOOD(r);
+	for (uint32_t i = 0; i < 4096; i++)
+		if (r.data[i] != pl[4 + i % 4]) {
+			CHECK(!"resumed OVERWRITE pattern not read back");
+			break;
+		}
+	reopen_peer(e); /* done: nothing resumes */
+	CHECK_GOOD(run(e, plun, TUR, 6, NULL, 0));
+	/* VPD B1h: WABEREQ 01b, WACEREQ 00b */
+	uint8_t vpd[6] = {0x12, 0x01, 0xb1, 0, 64, 0};
+	r = run(e, lun, vpd, 6, NULL, 0);
+	CHECK_GOOD(r);
+	CHECK_EQ(r.data[7] & 0xf0, 0x40);
+	free(buf);
+}
+
 /* ---- garbage in: every opcode with random CDB bytes and short data -------- */
 
 static void test_random_cdbs(struct env *e)
@@ -1760,6 +1993,7 @@ static void test_more(struct env *e)
 	test_xcopy(e);
 	test_rsoc(e);
 	test_tmf(e);
+	test_sanitize(e);
 	test_random_cdbs(e);
 }
 

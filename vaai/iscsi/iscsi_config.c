@@ -5,6 +5,8 @@
  *     "portal": "127.0.0.1:3260",          HOST:PORT, [V6]:PORT; port 0 =
  *                                          any free port
  *     "discovery_chap": {"user": "...", "secret": "..."},   optional
+ *     "nop_interval_ms": 5000,             optional; 0: no NOP-In pings
+ *     "nop_timeout_ms": 15000,             optional
  *     "targets": [{
  *       "name": "iqn.2026-11.org.cairn:demo",
  *       "alias": "demo",                   optional
@@ -93,6 +95,25 @@ void iscsi_config_free(struct iscsi_config *c)
 	free(c->discovery_user);
 	free(c->discovery_secret);
 	free(c);
+}
+
+/* An optional duration in milliseconds, ISCSI_NOP_MS_MIN..MAX (or 0 when
+ * zero_ok). */
+static int iscsi_cfg_ms(json_t *root, const char *key, bool zero_ok,
+			unsigned *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(root, key);
+	if (!v)
+		return 0;
+	json_int_t n = json_is_integer(v) ? json_integer_value(v) : -1;
+	if ((n == 0 && zero_ok) ||
+	    (n >= ISCSI_NOP_MS_MIN && n <= ISCSI_NOP_MS_MAX)) {
+		*out = (unsigned)n;
+		return 0;
+	}
+	snprintf(err, errlen, "\"%s\": expected %san integer %u..%u (ms)", key,
+		 zero_ok ? "0 or " : "", ISCSI_NOP_MS_MIN, ISCSI_NOP_MS_MAX);
+	return -EINVAL;
 }
 
 static int iscsi_cfg_portal(struct iscsi_config *c, const char *s, char *err,
@@ -318,7 +339,9 @@ int iscsi_config_parse(const char *json, size_t len, struct iscsi_config **out,
 	json_object_foreach(root, k, v)
 	{
 		if (strcmp(k, "portal") && strcmp(k, "targets") &&
-		    strcmp(k, "discovery_chap")) {
+		    strcmp(k, "discovery_chap") &&
+		    strcmp(k, "nop_interval_ms") &&
+		    strcmp(k, "nop_timeout_ms")) {
 			snprintf(err, errlen, "unknown key \"%s\"", k);
 			rc = -EINVAL;
 			goto out;
@@ -334,6 +357,15 @@ int iscsi_config_parse(const char *json, size_t len, struct iscsi_config **out,
 	snprintf(def, sizeof(def), "127.0.0.1:%d", 3260);
 	rc = iscsi_cfg_portal(c, portal ? json_string_value(portal) : def, err,
 			      errlen);
+	if (rc)
+		goto out;
+	c->nop_interval_ms = ISCSI_NOP_INTERVAL_MS;
+	c->nop_timeout_ms = ISCSI_NOP_TIMEOUT_MS;
+	rc = iscsi_cfg_ms(root, "nop_interval_ms", true, &c->nop_interval_ms,
+			  err, errlen);
+	if (!rc)
+		rc = iscsi_cfg_ms(root, "nop_timeout_ms", false,
+				  &c->nop_timeout_ms, err, errlen);
 	if (rc)
 		goto out;
 	json_t *dc = json_object_get(root, "discovery_chap");

@@ -18,21 +18,25 @@ static void iscsi_conn_closed(uv_handle_t *h)
 {
 	struct iscsi_conn *c =
 	    container_of((uv_tcp_t *)h, struct iscsi_conn, tcp);
-	log_debug(ISCSI_LOG, "conn %llu %s closed", (unsigned long long)c->id,
+	log_debug(ISCSI_LOG, "conn %llu %s closed", (unsigned long long)c->base.id,
 		  c->peer);
 	if (c->sess)
 		iscsi_session_remove_conn(c->sess, c);
+	iscsi_nop_stop(c);
 	iscsi_login_free(&c->login);
 	free(c->rbuf);
-	iscsi_server_conn_gone(c->srv, c);
+	srv_conn_gone(&c->srv->net, &c->base);
 	free(c);
 }
 
-static void iscsi_out_free(struct iscsi_out *o)
+static void iscsi_out_free(struct iscsi_server *srv, struct iscsi_out *o)
 {
 	if (o->task)
 		iscsi_conn_task_put(o->task);
-	free(o);
+	if (o->pooled)
+		freelist_put(&srv->out_fl, o);
+	else
+		free(o);
 }
 
 /* The handle closes once the SCSI core has returned every command (their
@@ -49,7 +53,7 @@ static void iscsi_conn_maybe_finish(struct iscsi_conn *c)
 	while ((o = TAILQ_FIRST(&c->outq)) != NULL) {
 		TAILQ_REMOVE(&c->outq, o, link);
 		c->nout--;
-		iscsi_out_free(o);
+		iscsi_out_free(c->srv, o);
 	}
 	c->handle_closing = true;
 	uv_close((uv_handle_t *)&c->tcp, iscsi_conn_closed);
@@ -62,6 +66,7 @@ void iscsi_conn_close(struct iscsi_conn *c, bool hard)
 	if (!c->closing) {
 		c->closing = true;
 		c->state = ISCSI_CONN_CLOSED;
+		iscsi_nop_stop(c);
 		iscsi_scsi_drop_tasks(c);
 		iscsi_conn_update_reading(c);
 	}
@@ -82,12 +87,15 @@ struct iscsi_out *iscsi_out_new(struct iscsi_conn *c, uint8_t opcode,
 				uint8_t flags, const void *data, uint32_t dlen,
 				bool copy)
 {
-	struct iscsi_out *o = malloc(sizeof(*o) + (copy ? dlen : 0));
+	bool pooled = !copy || dlen <= ISCSI_OUT_SMALL;
+	struct iscsi_out *o = pooled ? freelist_get(&c->srv->out_fl)
+				     : malloc(sizeof(*o) + dlen);
 	if (!o) {
 		iscsi_conn_close(c, true);
 		return NULL;
 	}
 	memset(o, 0, sizeof(*o));
+	o->pooled = pooled;
 	iscsi_pdu_init(o->hdr, opcode, flags, dlen);
 	o->dlen = dlen;
 	if (copy && dlen) {
@@ -102,7 +110,7 @@ struct iscsi_out *iscsi_out_new(struct iscsi_conn *c, uint8_t opcode,
 void iscsi_conn_queue(struct iscsi_conn *c, struct iscsi_out *o, bool stat)
 {
 	if (c->hard || c->handle_closing) {
-		iscsi_out_free(o);
+		iscsi_out_free(c->srv, o);
 		return;
 	}
 	uint8_t *h = o->hdr;
@@ -136,7 +144,7 @@ void iscsi_conn_queue(struct iscsi_conn *c, struct iscsi_out *o, bool stat)
 	}
 	TAILQ_INSERT_TAIL(&c->outq, o, link);
 	c->nout++;
-	uv_prepare_start(&c->srv->flush, iscsi_server_flush);
+	srv_want_flush(&c->srv->net);
 }
 
 struct iscsi_batch {
@@ -152,11 +160,11 @@ static void iscsi_batch_written(uv_write_t *wr, int status)
 	struct iscsi_conn *c = b->conn;
 	c->nwriting -= b->n;
 	for (unsigned i = 0; i < b->n; i++)
-		iscsi_out_free(b->outs[i]);
-	free(b);
+		iscsi_out_free(c->srv, b->outs[i]);
+	freelist_put(&c->srv->batch_fl, b);
 	if (status < 0 && !c->closing) {
 		log_debug(ISCSI_LOG, "conn %llu %s: write: %s",
-			  (unsigned long long)c->id, c->peer,
+			  (unsigned long long)c->base.id, c->peer,
 			  uv_strerror(status));
 		iscsi_conn_close(c, true);
 		return;
@@ -179,7 +187,7 @@ static void iscsi_batch_written(uv_write_t *wr, int status)
 void iscsi_conn_flush(struct iscsi_conn *c)
 {
 	while (c->nout) {
-		struct iscsi_batch *b = malloc(sizeof(*b));
+		struct iscsi_batch *b = freelist_get(&c->srv->batch_fl);
 		if (!b) {
 			iscsi_conn_close(c, true);
 			return;
@@ -208,12 +216,54 @@ void iscsi_conn_flush(struct iscsi_conn *c)
 		if (rc < 0) {
 			c->nwriting -= b->n;
 			for (unsigned i = 0; i < b->n; i++)
-				iscsi_out_free(b->outs[i]);
-			free(b);
+				iscsi_out_free(c->srv, b->outs[i]);
+			freelist_put(&c->srv->batch_fl, b);
 			iscsi_conn_close(c, true);
 			return;
 		}
 	}
+}
+
+/* How many of each object a server keeps for reuse: a queue depth's
+ * worth of commands on a few connections. */
+#define ISCSI_FL_TASKS 512u
+#define ISCSI_FL_OUTS 1024u
+#define ISCSI_FL_BATCHES 16u
+#define ISCSI_FL_BUFS 512u /* 4 KiB buffers; fewer of the larger classes */
+
+void iscsi_conn_pools_init(struct iscsi_server *srv)
+{
+	freelist_init(&srv->task_fl, sizeof(struct iscsi_task),
+		      ISCSI_FL_TASKS);
+	freelist_init(&srv->out_fl, sizeof(struct iscsi_out) + ISCSI_OUT_SMALL,
+		      ISCSI_FL_OUTS);
+	freelist_init(&srv->batch_fl, sizeof(struct iscsi_batch),
+		      ISCSI_FL_BATCHES);
+	bufpool_init(&srv->bufs, ISCSI_IO_ALIGN, ISCSI_FL_BUFS);
+}
+
+void iscsi_conn_pools_drain(struct iscsi_server *srv)
+{
+	freelist_drain(&srv->task_fl);
+	freelist_drain(&srv->out_fl);
+	freelist_drain(&srv->batch_fl);
+	bufpool_drain(&srv->bufs);
+}
+
+void iscsi_conn_flush_cb(struct srv_conn *base)
+{
+	struct iscsi_conn *c = container_of(base, struct iscsi_conn, base);
+	if (c->nout)
+		iscsi_conn_flush(c);
+}
+
+/* Connections still logging in are dropped at once; the others stop
+ * reading, let their commands finish and their responses go out, within
+ * the grace period. */
+void iscsi_conn_shutdown(struct srv_conn *base, bool grace_over)
+{
+	struct iscsi_conn *c = container_of(base, struct iscsi_conn, base);
+	iscsi_conn_close(c, grace_over || c->state == ISCSI_CONN_LOGIN);
 }
 
 void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs, uint8_t reason)
@@ -225,7 +275,7 @@ void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs, uint8_t reason)
 	o->hdr[2] = reason;
 	put_be32(o->hdr + 16, ISCSI_RSVD_TAG);
 	log_debug(ISCSI_LOG, "conn %llu %s: reject opcode 0x%02x reason 0x%02x",
-		  (unsigned long long)c->id, c->peer, bhs[0] & 0x3f, reason);
+		  (unsigned long long)c->base.id, c->peer, bhs[0] & 0x3f, reason);
 	iscsi_conn_queue(c, o, true);
 }
 
@@ -248,7 +298,7 @@ static void iscsi_conn_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 			/* § 7.8: a header digest error cannot be trusted to
 			 * frame anything: drop the connection. */
 			log_info(ISCSI_LOG, "conn %llu %s: header digest error",
-				 (unsigned long long)c->id, c->peer);
+				 (unsigned long long)c->base.id, c->peer);
 			iscsi_conn_close(c, true);
 			return;
 		}
@@ -260,7 +310,7 @@ static void iscsi_conn_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		uint32_t want = iscsi_digest(data, h->dlen + pad);
 		if (iscsi_digest_get(data + h->dlen + pad) != want) {
 			log_info(ISCSI_LOG, "conn %llu %s: data digest error",
-				 (unsigned long long)c->id, c->peer);
+				 (unsigned long long)c->base.id, c->peer);
 			/* § 7.8: Reject with Data-Digest-Error, discard. */
 			iscsi_conn_reject(c, p, ISCSI_REJECT_DATA_DIGEST);
 			iscsi_scsi_digest_error(c, h);
@@ -274,7 +324,7 @@ static void iscsi_conn_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 	if (c->state != ISCSI_CONN_FFP) {
 		/* § 6.3: only Login PDUs before the full feature phase. */
 		log_info(ISCSI_LOG, "conn %llu %s: opcode 0x%02x before login",
-			 (unsigned long long)c->id, c->peer, h->opcode);
+			 (unsigned long long)c->base.id, c->peer, h->opcode);
 		iscsi_conn_close(c, true);
 		return;
 	}
@@ -297,7 +347,7 @@ static void iscsi_conn_process(struct iscsi_conn *c)
 			/* § 11.2.1.2 unknown opcode: Reject, then skip the
 			 * PDU if it fits, else drop the connection. */
 			log_info(ISCSI_LOG, "conn %llu %s: bad opcode 0x%02x",
-				 (unsigned long long)c->id, c->peer, p[0]);
+				 (unsigned long long)c->base.id, c->peer, p[0]);
 			if (c->state != ISCSI_CONN_FFP) {
 				iscsi_conn_close(c, true);
 				break;
@@ -310,7 +360,7 @@ static void iscsi_conn_process(struct iscsi_conn *c)
 			log_info(ISCSI_LOG,
 				 "conn %llu %s: %u-byte data segment exceeds "
 				 "%u",
-				 (unsigned long long)c->id, c->peer, h.dlen,
+				 (unsigned long long)c->base.id, c->peer, h.dlen,
 				 c->max_recv_dsl);
 			iscsi_conn_close(c, true);
 			break;
@@ -358,7 +408,7 @@ static void iscsi_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread < 0) {
 		if (nread != UV_EOF)
 			log_debug(ISCSI_LOG, "conn %llu %s: read: %s",
-				  (unsigned long long)c->id, c->peer,
+				  (unsigned long long)c->base.id, c->peer,
 				  uv_strerror((int)nread));
 		/* Connection loss (§ 7.1): at ErrorRecoveryLevel 0 its
 		 * tasks end with it. */
@@ -366,6 +416,7 @@ static void iscsi_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	c->wpos += (size_t)nread;
+	c->last_rx = uv_now(c->srv->loop);
 	iscsi_conn_process(c);
 }
 
@@ -387,32 +438,9 @@ static void iscsi_conn_update_reading(struct iscsi_conn *c)
 	c->reading = want;
 }
 
-static void iscsi_conn_addr(struct sockaddr_storage *ss, char *out, size_t len,
-			    bool with_port)
+int iscsi_conn_accept(struct srv *net)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (ss->ss_family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-		uv_ip6_name(a, host, sizeof(host));
-		port = ntohs(a->sin6_port);
-		if (with_port)
-			snprintf(out, len, "[%s]:%d", host, port);
-		else
-			snprintf(out, len, "[%s]", host);
-		return;
-	}
-	struct sockaddr_in *a = (struct sockaddr_in *)ss;
-	uv_ip4_name(a, host, sizeof(host));
-	port = ntohs(a->sin_port);
-	if (with_port)
-		snprintf(out, len, "%s:%d", host, port);
-	else
-		snprintf(out, len, "%s", host);
-}
-
-int iscsi_conn_accept(struct iscsi_server *srv)
-{
+	struct iscsi_server *srv = container_of(net, struct iscsi_server, net);
 	struct iscsi_conn *c = calloc(1, sizeof(*c));
 	size_t rcap = ISCSI_BHS_SIZE + ISCSI_AHS_MAX + 2 * ISCSI_DIGEST_SIZE +
 		      ISCSI_MAX_RECV_DSL + 4 + 1;
@@ -430,28 +458,22 @@ int iscsi_conn_accept(struct iscsi_server *srv)
 	c->next_ttt = 1;
 	TAILQ_INIT(&c->outq);
 	TAILQ_INIT(&c->tasks);
-	c->id = ++srv->next_conn_id;
 	int rc = uv_tcp_init(srv->loop, &c->tcp);
 	if (rc < 0) {
 		free(rbuf);
 		free(c);
 		return rc;
 	}
-	TAILQ_INSERT_TAIL(&srv->conns, c, link);
-	rc = uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp);
+	srv_conn_add(net, &c->base);
+	rc = uv_accept((uv_stream_t *)&net->listener, (uv_stream_t *)&c->tcp);
 	if (rc < 0) {
 		iscsi_conn_close(c, true);
 		return rc;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	struct sockaddr_storage ss;
-	int sl = sizeof(ss);
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-		iscsi_conn_addr(&ss, c->peer, sizeof(c->peer), true);
-	sl = sizeof(ss);
-	if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-		iscsi_conn_addr(&ss, c->local, sizeof(c->local), false);
-	log_debug(ISCSI_LOG, "conn %llu from %s", (unsigned long long)c->id,
+	srv_addr(&c->tcp, true, true, c->peer, sizeof(c->peer));
+	srv_addr(&c->tcp, false, false, c->local, sizeof(c->local));
+	log_debug(ISCSI_LOG, "conn %llu from %s", (unsigned long long)c->base.id,
 		  c->peer);
 	iscsi_conn_update_reading(c);
 	return 0;

@@ -6,6 +6,7 @@
  *   iscsi_session.c  sessions, connections of a session, CmdSN window
  *   iscsi_scsi.c     full feature phase: SCSI commands, Data-Out / R2T /
  *                    Data-In, task management, NOP, Text, Logout
+ *   iscsi_nop.c      target-initiated NOP-In pings, dead initiators
  *   iscsi_pdu.c, iscsi_keys.c, iscsi_chap.c, iscsi_config.c: pure
  *                    (iscsi_proto.h)
  *
@@ -24,7 +25,9 @@
 #include <sys/queue.h>
 #include <uv.h>
 
+#include "freelist.h"
 #include "iscsi_proto.h"
+#include "srv.h"
 
 #define ISCSI_LOG "iscsi"
 #define ISCSI_TPGT 1 /* our one target portal group */
@@ -42,6 +45,7 @@
 #define ISCSI_OUT_PAUSE 4096		 /* unsent PDUs before reading pauses */
 #define ISCSI_SHUTDOWN_GRACE_MS 5000
 #define ISCSI_IO_ALIGN 4096u
+#define ISCSI_OUT_SMALL 128u /* copied data that fits a pooled PDU */
 
 struct iscsi_conn;
 struct iscsi_session;
@@ -59,6 +63,7 @@ struct iscsi_tgt {
 };
 
 struct iscsi_server {
+	struct srv net; /* listener, connections, flush, shutdown (lib/srv) */
 	uv_loop_t *loop;
 	struct sds_pool *pool;
 	struct iscsi_config *cfg;
@@ -66,18 +71,11 @@ struct iscsi_server {
 	struct iscsi_tgt *tgts;
 	unsigned ntgts;
 	struct iscsi_limits lim;
-	uv_tcp_t listener;
-	uv_timer_t grace;
-	uv_prepare_t flush;
-	unsigned handles_open;
-	uint16_t port;
 	uint16_t next_tsih;
-	uint64_t next_conn_id;
-	struct iscsi_connq conns;
 	struct iscsi_sessq sessions;
-	bool closing, listener_closed;
-	void (*close_cb)(void *arg);
-	void *close_arg;
+	/* Per-command objects, recycled (lib/freelist.h). */
+	struct freelist task_fl, out_fl, batch_fl;
+	struct bufpool bufs; /* task data buffers, ISCSI_IO_ALIGN */
 };
 
 struct iscsi_session {
@@ -127,12 +125,11 @@ struct iscsi_login {
 };
 
 struct iscsi_conn {
+	struct srv_conn base; /* in the server's list; base.id for logs */
 	struct iscsi_server *srv;
 	uv_tcp_t tcp;
-	TAILQ_ENTRY(iscsi_conn) link;	   /* server's list */
 	TAILQ_ENTRY(iscsi_conn) sess_link; /* session's list */
 	struct iscsi_session *sess;
-	uint64_t id;
 	uint16_t cid;
 	char peer[64];
 	char local[64]; /* our address as the initiator reached it */
@@ -159,12 +156,20 @@ struct iscsi_conn {
 	uint8_t logout_reason;
 	bool logout_session;
 
+	/* iscsi_nop.c */
+	uv_timer_t *nop_timer;
+	uint64_t last_rx; /* loop time of the last read */
+	uint64_t nop_sent;
+	uint32_t nop_ttt;
+	bool nop_pending;
+
 	bool reading, in_process, closing, hard, handle_closing;
 	bool close_after_send; /* a login failure or logout: close once sent */
 };
 
 struct iscsi_task {
 	struct scsi_cmd cmd;
+	struct iscsi_server *srv;
 	struct iscsi_conn *conn;
 	TAILQ_ENTRY(iscsi_task) link;
 	unsigned refs; /* the connection's list + PDUs still being written */
@@ -206,17 +211,21 @@ struct iscsi_out {
 			     * without digests, the next PDU with them) */
 	struct iscsi_task *task; /* holds a reference while written */
 	bool stat;		 /* carries a StatSN: set at queue time */
+	bool pooled;		 /* from srv->out_fl (own[] of OUT_SMALL) */
 	uint8_t own[];		 /* data copied with the PDU */
 };
 
 /* iscsi_server.c */
 struct iscsi_tgt *iscsi_server_find_target(struct iscsi_server *srv,
 					   const char *name);
-void iscsi_server_conn_gone(struct iscsi_server *srv, struct iscsi_conn *c);
-void iscsi_server_flush(uv_prepare_t *h);
 
 /* iscsi_conn.c */
-int iscsi_conn_accept(struct iscsi_server *srv);
+/* lib/srv ops (srv.h) */
+int iscsi_conn_accept(struct srv *net);
+void iscsi_conn_flush_cb(struct srv_conn *base);
+void iscsi_conn_shutdown(struct srv_conn *base, bool grace_over);
+void iscsi_conn_pools_init(struct iscsi_server *srv);
+void iscsi_conn_pools_drain(struct iscsi_server *srv);
 /* A target PDU with `dlen` bytes of data: copied when own, else
  * referenced until written (task data). NULL on out of memory (the
  * connection is then closing). */
@@ -236,6 +245,11 @@ void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs,
 void iscsi_conn_io_done(struct iscsi_conn *c);
 void iscsi_conn_task_put(struct iscsi_task *t);
 
+/* iscsi_nop.c */
+void iscsi_nop_start(struct iscsi_conn *c); /* full feature phase begins */
+void iscsi_nop_answer(struct iscsi_conn *c, uint32_t ttt);
+void iscsi_nop_stop(struct iscsi_conn *c);
+
 /* iscsi_login.c */
 void iscsi_login_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		     uint8_t *data, uint32_t dlen);
@@ -253,6 +267,8 @@ struct iscsi_session *iscsi_session_new(struct iscsi_server *srv,
 					struct iscsi_login *l);
 void iscsi_session_add_conn(struct iscsi_session *s, struct iscsi_conn *c);
 void iscsi_session_remove_conn(struct iscsi_session *s, struct iscsi_conn *c);
+/* The I_T nexus ends (SPC-2 reservations and unit attentions with it). */
+void iscsi_session_release_nexus(struct iscsi_session *s);
 /* § 4.2.2.1: whether a non-immediate command's CmdSN is acceptable; it
  * then advances ExpCmdSN. */
 bool iscsi_session_cmdsn(struct iscsi_session *s, uint32_t cmdsn,

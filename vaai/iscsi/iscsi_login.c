@@ -54,7 +54,7 @@ static void iscsi_login_fail(struct iscsi_conn *c, uint16_t status,
 			     const char *why)
 {
 	log_info(ISCSI_LOG, "conn %llu %s: login refused (0x%04x): %s",
-		 (unsigned long long)c->id, c->peer, status, why);
+		 (unsigned long long)c->base.id, c->peer, status, why);
 	iscsi_login_respond(c, 0, status, NULL);
 	c->close_after_send = true;
 }
@@ -187,7 +187,7 @@ static int iscsi_login_security(struct iscsi_conn *c, struct iscsi_kv *kv,
 		}
 		l->auth_done = true;
 		log_debug(ISCSI_LOG, "conn %llu %s: CHAP ok%s",
-			  (unsigned long long)c->id, c->peer,
+			  (unsigned long long)c->base.id, c->peer,
 			  ci ? " (mutual)" : "");
 	} else if (ci || cc) {
 		iscsi_login_fail(c, ISCSI_LOGIN_AUTH_FAILED,
@@ -383,6 +383,7 @@ void iscsi_login_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		/* Digests and the new segment lengths start with the next
 		 * PDU (§ 13.1, § 13.12). */
 		c->state = ISCSI_CONN_FFP;
+		iscsi_nop_start(c);
 		c->hdigest = l->params.header_digest;
 		c->ddigest = l->params.data_digest;
 		c->max_recv_dsl =
@@ -391,7 +392,7 @@ void iscsi_login_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		log_debug(ISCSI_LOG,
 			  "conn %llu %s: full feature phase (hd %d dd %d "
 			  "mrdsl %u/%u burst %u/%u r2t %d imm %d)",
-			  (unsigned long long)c->id, c->peer, c->hdigest,
+			  (unsigned long long)c->base.id, c->peer, c->hdigest,
 			  c->ddigest, c->max_recv_dsl, c->max_send_dsl,
 			  l->params.first_burst, l->params.max_burst,
 			  l->params.initial_r2t, l->params.immediate_data);

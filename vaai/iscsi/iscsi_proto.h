@@ -305,7 +305,15 @@ struct iscsi_config {
 	struct iscsi_cfg_target *targets;
 	/* Discovery sessions: CHAP for SendTargets (optional). */
 	char *discovery_user, *discovery_secret;
+	/* Target-initiated NOP-In (§ 11.19): ping a connection that has been
+	 * silent this long (0: never), close it when the ping is not
+	 * answered within the timeout. Milliseconds. */
+	unsigned nop_interval_ms, nop_timeout_ms;
 };
+#define ISCSI_NOP_INTERVAL_MS 5000u
+#define ISCSI_NOP_TIMEOUT_MS 15000u
+#define ISCSI_NOP_MS_MIN 100u
+#define ISCSI_NOP_MS_MAX 3600000u
 
 /* Parses and validates. Returns 0, or -EINVAL / -ENOENT / -ENOMEM with a
  * message in err naming the field. */

@@ -77,9 +77,12 @@ void iscsi_conn_task_put(struct iscsi_task *t)
 {
 	if (--t->refs)
 		return;
-	free(t->buf);
-	free(t->in);
-	free(t);
+	struct iscsi_server *srv = t->srv;
+	if (t->buf)
+		bufpool_put(&srv->bufs, t->buf, t->edtl);
+	if (t->in)
+		bufpool_put(&srv->bufs, t->in, t->edtl);
+	freelist_put(&srv->task_fl, t);
 }
 
 void iscsi_scsi_drop_tasks(struct iscsi_conn *c)
@@ -317,7 +320,7 @@ static void iscsi_scsi_cmd(struct iscsi_conn *c, const struct iscsi_bhs *h,
 	uint32_t cmdsn = get_be32(b + 24);
 	if (!iscsi_session_cmdsn(s, cmdsn, h->immediate)) {
 		log_debug(ISCSI_LOG, "conn %llu: CmdSN %u outside [%u, %u]",
-			  (unsigned long long)c->id, cmdsn, s->exp_cmdsn,
+			  (unsigned long long)c->base.id, cmdsn, s->exp_cmdsn,
 			  s->max_cmdsn);
 		return;
 	}
@@ -354,24 +357,25 @@ static void iscsi_scsi_cmd(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		iscsi_scsi_fail(c, h, SCSI_STATUS_TASK_SET_FULL, NULL, 0);
 		return;
 	}
-	struct iscsi_task *t = calloc(1, sizeof(*t));
-	if (!t ||
-	    (wr && edtl &&
-	     posix_memalign((void **)&t->buf, ISCSI_IO_ALIGN, edtl)) ||
-	    (rd && edtl &&
-	     posix_memalign((void **)&t->in, ISCSI_IO_ALIGN, edtl))) {
-		if (t) {
-			free(t->buf);
-			free(t);
-		}
+	struct iscsi_task *t = freelist_zget(&c->srv->task_fl);
+	if (t) {
+		t->srv = c->srv;
+		t->edtl = edtl;
+		t->refs = 1;
+		if (wr && edtl)
+			t->buf = bufpool_get(&c->srv->bufs, edtl);
+		if (rd && edtl)
+			t->in = bufpool_get(&c->srv->bufs, edtl);
+	}
+	if (!t || (wr && edtl && !t->buf) || (rd && edtl && !t->in)) {
+		if (t)
+			iscsi_conn_task_put(t);
 		iscsi_scsi_fail(c, h, SCSI_STATUS_BUSY, NULL, 0);
 		return;
 	}
 	t->conn = c;
-	t->refs = 1;
 	t->itt = h->itt;
 	t->cmdsn = cmdsn;
-	t->edtl = edtl;
 	t->read = rd;
 	t->write = wr;
 	t->bytes = bytes;
@@ -442,7 +446,7 @@ static void iscsi_scsi_data_out(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		log_debug(ISCSI_LOG,
 			  "conn %llu: bad Data-Out itt 0x%x ttt 0x%x datasn %u "
 			  "off %u len %u",
-			  (unsigned long long)c->id, h->itt, ttt, datasn, off,
+			  (unsigned long long)c->base.id, h->itt, ttt, datasn, off,
 			  dlen);
 		iscsi_conn_reject(c, b,
 				  t->write && !t->submitted
@@ -637,6 +641,8 @@ static void iscsi_scsi_nop(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		/* A reply to our ping, or a ping wanting none (§ 11.18). */
 		if (!h->immediate)
 			iscsi_conn_reject(c, b, ISCSI_REJECT_PROTOCOL);
+		else if (get_be32(b + 20) != ISCSI_RSVD_TAG)
+			iscsi_nop_answer(c, get_be32(b + 20));
 		return;
 	}
 	if (!iscsi_session_cmdsn(c->sess, get_be32(b + 24), h->immediate))
@@ -670,7 +676,7 @@ static void iscsi_scsi_sendtargets(struct iscsi_conn *c, const char *what,
 			continue;
 		iscsi_text_add(resp, "TargetName", "%s", t->name);
 		iscsi_text_add(resp, "TargetAddress", "%s:%u,%d", c->local,
-			       (unsigned)srv->port, ISCSI_TPGT);
+			       (unsigned)srv->net.port, ISCSI_TPGT);
 	}
 }
 
@@ -743,14 +749,20 @@ void iscsi_scsi_logout_check(struct iscsi_conn *c)
 	iscsi_conn_queue(c, o, true);
 	c->state = ISCSI_CONN_FFP;
 	c->close_after_send = true;
-	if (c->logout_session && c->sess) {
+	struct iscsi_session *s = c->sess;
+	if (c->logout_session && s) {
 		struct iscsi_conn *o2, *next;
-		for (o2 = TAILQ_FIRST(&c->sess->conns); o2; o2 = next) {
+		for (o2 = TAILQ_FIRST(&s->conns); o2; o2 = next) {
 			next = TAILQ_NEXT(o2, sess_link);
 			if (o2 != c)
 				iscsi_conn_close(o2, true);
 		}
 	}
+	/* § 11.14.1: the response closes the session; the initiator may
+	 * act on that at once (log in elsewhere, expect its RESERVE(6)
+	 * released), before our socket is closed. */
+	if (s && (c->logout_session || s->nconns == 1) && !s->ntasks)
+		iscsi_session_release_nexus(s);
 }
 
 static void iscsi_scsi_logout(struct iscsi_conn *c, const struct iscsi_bhs *h,

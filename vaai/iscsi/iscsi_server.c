@@ -2,7 +2,6 @@
  * the listener, the set of connections and sessions, and the shutdown
  * sequence. See include/cairn/iscsi.h and docs/iscsi.md. */
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +23,6 @@ struct iscsi_tgt *iscsi_server_find_target(struct iscsi_server *srv,
 	return NULL;
 }
 
-void iscsi_server_flush(uv_prepare_t *h)
-{
-	struct iscsi_server *srv = h->data;
-	struct iscsi_conn *c, *next;
-	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
-		next = TAILQ_NEXT(c, link);
-		if (c->nout)
-			iscsi_conn_flush(c);
-	}
-	uv_prepare_stop(&srv->flush);
-}
-
 static void iscsi_server_free_luns(struct iscsi_server *srv)
 {
 	for (unsigned i = 0; i < srv->ntgts; i++) {
@@ -53,67 +40,24 @@ static void iscsi_server_free_luns(struct iscsi_server *srv)
 	srv->scsi = NULL;
 }
 
-static void iscsi_server_handle_closed(uv_handle_t *h)
+/* srv_ops.closed: every connection and handle is gone. */
+static void iscsi_server_closed(struct srv *net)
 {
-	struct iscsi_server *srv = h->data;
-	if (--srv->handles_open)
-		return;
-	void (*cb)(void *) = srv->close_cb;
-	void *arg = srv->close_arg;
+	struct iscsi_server *srv = container_of(net, struct iscsi_server, net);
 	iscsi_server_free_luns(srv);
 	iscsi_config_free(srv->cfg);
+	iscsi_conn_pools_drain(srv);
 	free(srv);
-	if (cb)
-		cb(arg);
 }
 
-static void iscsi_server_maybe_done(struct iscsi_server *srv)
-{
-	if (!srv->closing || !srv->listener_closed ||
-	    !TAILQ_EMPTY(&srv->conns) ||
-	    uv_is_closing((uv_handle_t *)&srv->grace))
-		return;
-	uv_timer_stop(&srv->grace);
-	uv_prepare_stop(&srv->flush);
-	srv->handles_open = 2;
-	uv_close((uv_handle_t *)&srv->grace, iscsi_server_handle_closed);
-	uv_close((uv_handle_t *)&srv->flush, iscsi_server_handle_closed);
-}
-
-void iscsi_server_conn_gone(struct iscsi_server *srv, struct iscsi_conn *c)
-{
-	TAILQ_REMOVE(&srv->conns, c, link);
-	iscsi_server_maybe_done(srv);
-}
-
-static void iscsi_server_listener_closed(uv_handle_t *h)
-{
-	struct iscsi_server *srv = h->data;
-	srv->listener_closed = true;
-	iscsi_server_maybe_done(srv);
-}
-
-static void iscsi_server_connection(uv_stream_t *s, int status)
-{
-	struct iscsi_server *srv = s->data;
-	if (status < 0) {
-		log_warn(ISCSI_LOG, "accept: %s", uv_strerror(status));
-		return;
-	}
-	int rc = iscsi_conn_accept(srv);
-	if (rc < 0)
-		log_warn(ISCSI_LOG, "accept: %s", uv_strerror(rc));
-}
-
-static void iscsi_server_grace_expired(uv_timer_t *t)
-{
-	struct iscsi_server *srv = t->data;
-	struct iscsi_conn *c, *next;
-	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
-		next = TAILQ_NEXT(c, link);
-		iscsi_conn_close(c, true);
-	}
-}
+static const struct srv_ops iscsi_server_ops = {
+    .version = SRV_OPS_VERSION,
+    .name = ISCSI_LOG,
+    .accept = iscsi_conn_accept,
+    .flush = iscsi_conn_flush_cb,
+    .shutdown = iscsi_conn_shutdown,
+    .closed = iscsi_server_closed,
+};
 
 static int iscsi_server_open_luns(struct iscsi_server *srv, char *err,
 				  size_t errlen)
@@ -162,23 +106,9 @@ int iscsi_server_start(uv_loop_t *loop, struct sds_pool *pool,
 	int rc = iscsi_config_load(config_path, &cfg, err, errlen);
 	if (rc < 0)
 		return rc;
-	char port[8];
-	snprintf(port, sizeof(port), "%u", (unsigned)cfg->port);
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *ai = NULL;
-	/* Once, at start-up: blocking the loop here is harmless. */
-	int gai = getaddrinfo(cfg->host, port, &hints, &ai);
-	if (gai != 0) {
-		snprintf(err, errlen, "iscsi: cannot resolve %s: %s", cfg->host,
-			 gai_strerror(gai));
-		iscsi_config_free(cfg);
-		return -EINVAL;
-	}
 	struct iscsi_server *srv = calloc(1, sizeof(*srv));
-	if (!srv) {
-		freeaddrinfo(ai);
+	if (!srv || srv_init(&srv->net, loop, &iscsi_server_ops) < 0) {
+		free(srv);
 		iscsi_config_free(cfg);
 		snprintf(err, errlen, "iscsi: out of memory");
 		return -ENOMEM;
@@ -195,53 +125,30 @@ int iscsi_server_start(uv_loop_t *loop, struct sds_pool *pool,
 	    .immediate_data = true,
 	    .initial_r2t = false,
 	};
-	TAILQ_INIT(&srv->conns);
 	TAILQ_INIT(&srv->sessions);
-	uv_timer_init(loop, &srv->grace);
-	srv->grace.data = srv;
-	uv_prepare_init(loop, &srv->flush);
-	srv->flush.data = srv;
-	uv_tcp_init(loop, &srv->listener);
-	srv->listener.data = srv;
-	srv->closing = false;
+	iscsi_conn_pools_init(srv);
 	rc = iscsi_server_open_luns(srv, err, errlen);
-	if (rc == 0) {
-		rc = uv_tcp_bind(&srv->listener, ai->ai_addr, 0);
-		if (rc == 0)
-			rc = uv_listen((uv_stream_t *)&srv->listener,
-				       ISCSI_BACKLOG, iscsi_server_connection);
-		if (rc < 0)
-			snprintf(err, errlen,
-				 "iscsi: cannot listen on %s:%u: %s", cfg->host,
-				 (unsigned)cfg->port, uv_strerror(rc));
-	} else if (!err[0]) {
+	if (rc < 0 && !err[0])
 		snprintf(err, errlen, "iscsi: %s", strerror(-rc));
-	}
-	freeaddrinfo(ai);
+	if (rc == 0)
+		rc = srv_listen(&srv->net, cfg->host, cfg->port, ISCSI_BACKLOG,
+				err, errlen);
 	if (rc < 0) {
 		/* The handles are closed on the loop; the server is freed
 		 * from the last close callback. */
-		srv->closing = true;
 		iscsi_server_free_luns(srv); /* the pool may close next */
-		uv_close((uv_handle_t *)&srv->listener,
-			 iscsi_server_listener_closed);
+		srv_abort(&srv->net);
 		return rc;
 	}
-	struct sockaddr_storage ss;
-	int sl = sizeof(ss);
-	uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sl);
-	srv->port = ss.ss_family == AF_INET6
-			? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-			: ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	log_info(ISCSI_LOG, "listening on %s:%u, %u target(s)", cfg->host,
-		 (unsigned)srv->port, srv->ntgts);
+		 (unsigned)srv->net.port, srv->ntgts);
 	*out = srv;
 	return 0;
 }
 
 uint16_t iscsi_server_port(const struct iscsi_server *srv)
 {
-	return srv->port;
+	return srv->net.port;
 }
 
 const char *iscsi_server_host(const struct iscsi_server *srv)
@@ -251,22 +158,9 @@ const char *iscsi_server_host(const struct iscsi_server *srv)
 
 /* Connections still logging in are dropped at once; the others stop
  * reading, let their commands finish and their responses go out, within
- * ISCSI_SHUTDOWN_GRACE_MS. */
+ * ISCSI_SHUTDOWN_GRACE_MS (iscsi_conn_shutdown). */
 void iscsi_server_close(struct iscsi_server *srv, void (*cb)(void *arg),
 			void *arg)
 {
-	if (srv->closing)
-		return;
-	srv->closing = true;
-	srv->close_cb = cb;
-	srv->close_arg = arg;
-	uv_close((uv_handle_t *)&srv->listener, iscsi_server_listener_closed);
-	uv_timer_start(&srv->grace, iscsi_server_grace_expired,
-		       ISCSI_SHUTDOWN_GRACE_MS, 0);
-	struct iscsi_conn *c, *next;
-	for (c = TAILQ_FIRST(&srv->conns); c; c = next) {
-		next = TAILQ_NEXT(c, link);
-		iscsi_conn_close(c, c->state == ISCSI_CONN_LOGIN);
-	}
-	iscsi_server_maybe_done(srv);
+	srv_close(&srv->net, ISCSI_SHUTDOWN_GRACE_MS, cb, arg);
 }

@@ -96,6 +96,14 @@ void iscsi_session_add_conn(struct iscsi_session *s, struct iscsi_conn *c)
 	s->nconns++;
 }
 
+void iscsi_session_release_nexus(struct iscsi_session *s)
+{
+	if (!s->nexus_registered)
+		return;
+	s->nexus_registered = false;
+	scsi_nexus_unregister(s->srv->scsi, &s->nexus);
+}
+
 void iscsi_session_remove_conn(struct iscsi_session *s, struct iscsi_conn *c)
 {
 	TAILQ_REMOVE(&s->conns, c, sess_link);
@@ -104,8 +112,7 @@ void iscsi_session_remove_conn(struct iscsi_session *s, struct iscsi_conn *c)
 		return;
 	log_info(ISCSI_LOG, "session tsih %u of %s ended", (unsigned)s->tsih,
 		 s->initiator);
-	if (s->nexus_registered)
-		scsi_nexus_unregister(s->srv->scsi, &s->nexus);
+	iscsi_session_release_nexus(s);
 	TAILQ_REMOVE(&s->srv->sessions, s, link);
 	free(s);
 }

@@ -1,28 +1,17 @@
 /* Persistent reservations (SPC-5 5.14), PERSISTENT RESERVE IN (6.15) and
- * OUT (6.16). State is per LU, in memory: registrations and the
- * reservation do not survive a restart (APTPL is refused: PTPL_C=0).
+ * OUT (6.16). State is per LU, in memory, and with APTPL=1 also in the
+ * vdisk (pr_store.c: PTPL_C=1), so that it survives a restart.
  * A registration belongs to an I_T nexus named by its initiator and
  * target port names, so it outlives a logout and a new login of the same
  * port; ALL_TG_PT and SPEC_I_PT are refused (ATP_C=0, SIP_C=0), and
  * REGISTER AND MOVE is not offered. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "scsi_internal.h"
 
-#define PR_MAX_REGS 1024 /* per LU */
-
-static bool pr_type_valid(uint8_t type)
-{
-	return type == PR_TYPE_WE || type == PR_TYPE_EA ||
-	       type == PR_TYPE_WE_RO || type == PR_TYPE_EA_RO ||
-	       type == PR_TYPE_WE_AR || type == PR_TYPE_EA_AR;
-}
-
-static bool pr_all_registrants(uint8_t type)
-{
-	return type == PR_TYPE_WE_AR || type == PR_TYPE_EA_AR;
-}
 
 static struct scsi_pr_reg *pr_find(struct scsi_lu *lu,
 				   const struct scsi_nexus *n)
@@ -188,8 +177,9 @@ void pr_in(struct scsi_task *tk)
 		break;
 	case 0x02: /* REPORT CAPABILITIES (6.15.4) */
 		put_be16(d, 8);
-		d[2] = 0;    /* CRH SIP_C ATP_C PTPL_C all 0 */
-		d[3] = 0x80; /* TMV: the type mask is valid */
+		d[2] = 0x01; /* PTPL_C; CRH SIP_C ATP_C 0 */
+		/* TMV: the type mask is valid; PTPL_A: APTPL in force */
+		d[3] = 0x80 | (pr->aptpl ? 0x01 : 0);
 		d[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02;
 		d[5] = 0x01;
 		n = 8;
@@ -312,7 +302,7 @@ static void pr_preempt(struct scsi_task *tk, struct scsi_pr_reg *me,
 	scsi_task_good(tk);
 }
 
-void pr_out(struct scsi_task *tk)
+static void pr_out_apply(struct scsi_task *tk)
 {
 	struct scsi_cmd *c = tk->c;
 	struct scsi_lu *lu = tk->lu;
@@ -341,10 +331,6 @@ void pr_out(struct scsi_task *tk)
 		scsi_task_bad_param(tk, 20, 2);
 		return;
 	}
-	if (p[20] & 0x01) { /* APTPL: PTPL_C=0 */
-		scsi_task_bad_param(tk, 20, 0);
-		return;
-	}
 	bool needs_type = sa == 0x01 || sa == 0x02 || sa == 0x04 || sa == 0x05;
 	if (needs_type) {
 		if (scope != 0) {
@@ -366,6 +352,7 @@ void pr_out(struct scsi_task *tk)
 				return;
 			}
 			if (!sark) {
+				pr->aptpl = p[20] & 0x01;
 				scsi_task_good(tk);
 				return;
 			}
@@ -389,6 +376,7 @@ void pr_out(struct scsi_task *tk)
 			LIST_INSERT_HEAD(&pr->regs, r, link);
 			pr->nregs++;
 			pr_bump(pr);
+			pr->aptpl = p[20] & 0x01;
 			scsi_task_good(tk);
 			return;
 		}
@@ -401,6 +389,8 @@ void pr_out(struct scsi_task *tk)
 		else
 			me->key = sark;
 		pr_bump(pr);
+		/* 6.16.3: the last successful REGISTER sets APTPL */
+		pr->aptpl = p[20] & 0x01;
 		scsi_task_good(tk);
 		return;
 	}
@@ -453,6 +443,39 @@ void pr_out(struct scsi_task *tk)
 		return;
 	}
 	scsi_task_bad_cdb(tk, 1, 4);
+}
+
+/* 5.14.5: with APTPL in force (or just turned off) the new state is
+ * durable before the command completes. The handler above runs inside
+ * scsi_cmd_submit, so its completion is only queued (scsi_task_done) and
+ * its status can still be changed here. If the state cannot be stored, it
+ * goes back to what it was and the command fails. */
+void pr_out(struct scsi_task *tk)
+{
+	struct scsi_lu *lu = tk->lu;
+	bool was = lu->pr.aptpl;
+	uint8_t *before = NULL;
+	size_t blen = 0;
+	if (pr_store_encode(lu, &before, &blen)) {
+		scsi_task_errno(tk, -ENOMEM, true);
+		return;
+	}
+	pr_out_apply(tk);
+	assert(tk->in_submit);
+	if ((!was && !lu->pr.aptpl) || tk->c->status != SCSI_STATUS_GOOD) {
+		free(before);
+		return;
+	}
+	int rc = pr_store_save(lu);
+	if (rc) {
+		log_error("scsi", "%s: persistent reservation state not "
+			  "stored: %s", lu->name, strerror(-rc));
+		pr_store_decode(lu, before, blen);
+		lu->pr.aptpl = was;
+		scsi_sense(tk->c, SK_HARDWARE_ERROR,
+			   ASC_INTERNAL_TARGET_FAILURE);
+	}
+	free(before);
 }
 
 /* ---- SPC-2 reservations: RESERVE / RELEASE (6) and (10) ------------------

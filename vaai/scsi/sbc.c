@@ -99,7 +99,7 @@ static bool sbc_check_rw(struct scsi_task *tk, struct sbc_rw *rw,
 	return true;
 }
 
-static bool sbc_write_protected(struct scsi_task *tk)
+bool sbc_write_protected(struct scsi_task *tk)
 {
 	struct scsi_lu *lu = tk->lu;
 	if (lu->readonly) {

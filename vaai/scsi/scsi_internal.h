@@ -8,6 +8,7 @@
  *   sbc.c          SBC-4 block commands
  *   pr.c           persistent reservations (SPC-5 5.14, 6.15, 6.16)
  *   xcopy.c        EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-5 6.6)
+ *   sanitize.c     SANITIZE (SBC-4 5.30, 4.11)
  */
 #ifndef CAIRN_SCSI_INTERNAL_H
 #define CAIRN_SCSI_INTERNAL_H
@@ -18,6 +19,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "freelist.h"
 #include "hmap.h"
 #include "util.h"
 
@@ -66,6 +68,8 @@
 #define ASC_INTERNAL_TARGET_FAILURE 0x4400
 #define ASC_COMMANDS_CLEARED_BY_ANOTHER 0x2f00
 #define ASC_LOGICAL_UNIT_NOT_READY_STOPPED 0x0402
+#define ASC_SANITIZE_IN_PROGRESS 0x041b
+#define ASC_SANITIZE_FAILED 0x3103
 
 /* ---- unit attention conditions, in reporting priority order ----------- */
 enum scsi_ua {
@@ -90,6 +94,20 @@ enum scsi_ua {
 #define PR_TYPE_WE_AR 0x7
 #define PR_TYPE_EA_AR 0x8
 
+#define PR_MAX_REGS 1024 /* per LU */
+
+static inline bool pr_type_valid(uint8_t type)
+{
+	return type == PR_TYPE_WE || type == PR_TYPE_EA ||
+	       type == PR_TYPE_WE_RO || type == PR_TYPE_EA_RO ||
+	       type == PR_TYPE_WE_AR || type == PR_TYPE_EA_AR;
+}
+
+static inline bool pr_all_registrants(uint8_t type)
+{
+	return type == PR_TYPE_WE_AR || type == PR_TYPE_EA_AR;
+}
+
 struct scsi_pr_reg {
 	LIST_ENTRY(scsi_pr_reg) link;
 	uint64_t key;
@@ -109,6 +127,7 @@ struct scsi_pr {
 	struct scsi_pr_reg *holder;
 	/* SPC-2 reservation (RESERVE(6)/(10)): the holding nexus, 0 none */
 	uint64_t spc2_holder;
+	bool aptpl; /* SPC-5 5.14.5: kept in the vdisk (pr_store.c) */
 };
 
 /* ---- EXTENDED COPY results (xcopy.c) ----------------------------------- */
@@ -140,6 +159,7 @@ struct scsi_target {
 	bool closing;
 	TAILQ_HEAD(, scsi_tmf_req) tmfs;
 	struct scsi_cmd *oom_head; /* BUSY answers owed, via priv_scsi */
+	struct freelist task_fl;   /* struct scsi_task, recycled */
 };
 
 struct scsi_mode {
@@ -170,6 +190,9 @@ struct scsi_lu {
 	bool stopped; /* START STOP UNIT with START=0 */
 	LIST_HEAD(, scsi_copy_result) copy_results;
 	unsigned n_copy_results;
+	struct scsi_sanitize *san; /* a SANITIZE in progress (sanitize.c) */
+	bool san_failed;	   /* SBC-4 4.11.3: failure mode */
+	bool san_ause;		   /* ... which EXIT FAILURE MODE may end */
 };
 
 /* ---- the task: one per command ----------------------------------------- */
@@ -211,6 +234,10 @@ struct scsi_task {
 	void *ctx; /* handler-private, freed at completion */
 	/* continuation of an engine request (scsi_task_io) */
 	void (*cont)(struct scsi_task *tk, int status);
+	/* Set by a handler whose command only waits for work that goes on
+	 * without it (SANITIZE): task management ends the command at once
+	 * through it instead of waiting for the work. */
+	void (*cancel)(struct scsi_task *tk);
 };
 
 /* A handler runs the command; it ends by calling scsi_task_done() (now or
@@ -229,6 +256,7 @@ typedef void (*scsi_handler)(struct scsi_task *tk);
 #define OPF_NEEDS_READY (1u << 8) /* fails while stopped */
 #define OPF_SA (1u << 9)          /* has a service action sub-table */
 #define OPF_SPC2_OK (1u << 10)    /* allowed under another's RESERVE(6) */
+#define OPF_SANITIZE_OK (1u << 11) /* runs while a SANITIZE is in progress */
 
 struct scsi_op {
 	const char *name;
@@ -249,6 +277,8 @@ const struct scsi_op *scsi_op_lookup(const uint8_t *cdb, uint8_t cdb_len,
 
 /* scsi_target.c */
 void scsi_task_done(struct scsi_task *tk);
+/* Completes at the next loop turn (from inside a walk of lu->tasks). */
+void scsi_task_done_later(struct scsi_task *tk);
 void scsi_ua_raise(struct scsi_lu *lu, uint64_t nexus_id, enum scsi_ua ua);
 void scsi_ua_raise_all(struct scsi_lu *lu, uint64_t except_nexus_id,
 		       enum scsi_ua ua);
@@ -322,6 +352,19 @@ void sbc_read_defect_data(struct scsi_task *tk);
 #define SBC_MAX_ATOMIC_BYTES SDS_EXTENT_SIZE
 #define SBC_MAX_XFER_BYTES (256u << 20) /* in SDS_MAX_IO pieces */
 
+bool sbc_write_protected(struct scsi_task *tk);
+void sbc_sanitize(struct scsi_task *tk);
+
+/* sanitize.c */
+struct scsi_sanitize;
+/* NOT READY, SANITIZE IN PROGRESS with the progress indication. */
+void sanitize_busy(struct scsi_task *tk);
+uint16_t sanitize_progress(const struct scsi_lu *lu);
+void sanitize_lu_free(struct scsi_lu *lu);
+/* At LU creation: resumes a sanitize a restart interrupted, or restores
+ * the failure state. */
+void sanitize_lu_load(struct scsi_lu *lu);
+
 /* pr.c */
 void pr_in(struct scsi_task *tk);
 void pr_out(struct scsi_task *tk);
@@ -330,6 +373,11 @@ void pr_out(struct scsi_task *tk);
 bool pr_conflict(struct scsi_lu *lu, const struct scsi_nexus *n,
 		 uint16_t op_flags);
 void pr_lu_free(struct scsi_lu *lu);
+/* pr_store.c: the state with APTPL, as a vdisk attribute */
+int pr_store_encode(const struct scsi_lu *lu, uint8_t **out, size_t *len);
+int pr_store_decode(struct scsi_lu *lu, const uint8_t *d, size_t len);
+int pr_store_save(struct scsi_lu *lu);  /* durable, or -errno */
+void pr_store_load(struct scsi_lu *lu); /* at LU creation */
 /* SPC-2 RESERVE / RELEASE (6) and (10) */
 void pr_reserve_spc2(struct scsi_task *tk);
 void pr_release_spc2(struct scsi_task *tk);

@@ -23,6 +23,18 @@
 
 /* SBC-4 4.17.1 table 13 / SPC-5 5.14.1 table 63: reads conflict only with
  * the Exclusive Access types, writes with every type. */
+/* SBC-4 5.30: CRYPTOGRAPHIC ERASE (03h) is not offered (sanitize.c). */
+#define SANITIZE_SA(n, nm)                                                    \
+	{.name = "SANITIZE " nm, .fn = sbc_sanitize, .sa = (n),              \
+	 .flags = OPF_DATA_OUT | RW_CONFLICT | OPF_WRITE, .cdb_len = 10,       \
+	 .usage = {0x48, 0xbf, 0, 0, 0, 0, 0, 0xff, 0xff, 0}}
+static const struct scsi_op sanitize_sa[] = {
+	SANITIZE_SA(0x01, "OVERWRITE"),
+	SANITIZE_SA(0x02, "BLOCK ERASE"),
+	SANITIZE_SA(0x1f, "EXIT FAILURE MODE"),
+	{0},
+};
+
 static const struct scsi_op sa_in16[] = {
 	{.name = "READ CAPACITY(16)", .fn = sbc_read_capacity16, .sa = 0x10,
 	 .flags = OPF_DATA_IN, .cdb_len = 16,
@@ -99,7 +111,8 @@ const struct scsi_op scsi_ops[256] = {
 	[0x00] = {.name = "TEST UNIT READY", .fn = spc_test_unit_ready,
 		  .cdb_len = 6, .usage = U6(0x00, 0, 0, 0, 0)},
 	[0x03] = {.name = "REQUEST SENSE", .fn = spc_request_sense,
-		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK,
+		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK |
+			   OPF_SANITIZE_OK,
 		  .cdb_len = 6,
 		  .usage = U6(0x03, 0x01, 0, 0, 0xff)},
 	[0x08] = {.name = "READ(6)", .fn = sbc_read,
@@ -110,7 +123,8 @@ const struct scsi_op scsi_ops[256] = {
 			   OPF_NEEDS_READY,
 		  .cdb_len = 6, .usage = U6(0x0a, 0x1f, 0xff, 0xff, 0xff)},
 	[0x12] = {.name = "INQUIRY", .fn = spc_inquiry,
-		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK,
+		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK |
+			   OPF_SANITIZE_OK,
 		  .cdb_len = 6,
 		  .usage = U6(0x12, 0x01, 0xff, 0xff, 0xff)},
 	[0x15] = {.name = "MODE SELECT(6)", .fn = spc_mode_select,
@@ -174,6 +188,8 @@ const struct scsi_op scsi_ops[256] = {
 			   OPF_NEEDS_READY,
 		  .cdb_len = 10,
 		  .usage = {0x42, 0x01, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0}},
+	[0x48] = {.name = "SANITIZE", .flags = OPF_SA, .cdb_len = 10,
+		  .sub = sanitize_sa},
 	[0x55] = {.name = "MODE SELECT(10)", .fn = spc_mode_select,
 		  .flags = OPF_DATA_OUT | RW_CONFLICT, .cdb_len = 10,
 		  .usage = {0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0}},
@@ -251,7 +267,8 @@ const struct scsi_op scsi_ops[256] = {
 	[0x9e] = {.name = "SERVICE ACTION IN(16)", .flags = OPF_SA,
 		  .cdb_len = 16, .sub = sa_in16},
 	[0xa0] = {.name = "REPORT LUNS", .fn = spc_report_luns,
-		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK,
+		  .flags = OPF_DATA_IN | OPF_NO_LU | OPF_SKIP_UA | OPF_SPC2_OK |
+			   OPF_SANITIZE_OK,
 		  .cdb_len = 12,
 		  .usage = {0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0,
 			    0}},
@@ -359,7 +376,7 @@ int scsi_cdb_xfer(const uint8_t *cdb, uint8_t cdb_len, uint32_t block_size,
 	case 0x89: /* COMPARE AND WRITE: verify + write data */
 		n = 2ull * cdb[13] * bs;
 		break;
-	case 0x42: case 0x55: case 0x5a: case 0x5e:
+	case 0x42: case 0x48: case 0x55: case 0x5a: case 0x5e:
 		n = get_be16(cdb + 7);
 		break;
 	case 0x15: case 0x1a: case 0x03:
@@ -441,6 +458,8 @@ int scsi_target_create(uv_loop_t *loop, struct sds_pool *pool,
 	TAILQ_INIT(&t->lus);
 	TAILQ_INIT(&t->deferred);
 	TAILQ_INIT(&t->tmfs);
+	/* a queue depth's worth of commands on a few LUs */
+	freelist_init(&t->task_fl, sizeof(struct scsi_task), 512);
 	uv_idle_init(loop, &t->idle);
 	t->idle.data = t;
 	*out = t;
@@ -449,7 +468,9 @@ int scsi_target_create(uv_loop_t *loop, struct sds_pool *pool,
 
 static void target_idle_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct scsi_target *t = h->data;
+	freelist_drain(&t->task_fl);
+	free(t);
 }
 
 void scsi_target_destroy(struct scsi_target *t)
@@ -509,6 +530,8 @@ int scsi_lu_create(struct scsi_target *t, const char *vdisk,
 	TAILQ_INIT(&lu->tasks);
 	LIST_INIT(&lu->pr.regs);
 	LIST_INIT(&lu->copy_results);
+	pr_store_load(lu);
+	sanitize_lu_load(lu);
 	/* SBC-4 7.5.5: the engine behaves like a volatile write cache. */
 	lu->mode.wce = true;
 	TAILQ_INSERT_TAIL(&t->lus, lu, link);
@@ -521,6 +544,7 @@ void scsi_lu_destroy(struct scsi_lu *lu)
 	if (!lu)
 		return;
 	TAILQ_REMOVE(&lu->t->lus, lu, link);
+	sanitize_lu_free(lu);
 	pr_lu_free(lu);
 	xcopy_lu_free(lu);
 	hmap_free(&lu->ua);
@@ -631,7 +655,7 @@ static void target_deliver(struct scsi_task *tk)
 	struct scsi_tmf_wait *w = tk->waiters;
 	free(tk->buf);
 	free(tk->ctx);
-	free(tk);
+	freelist_put(&tk->t->task_fl, tk);
 	c->priv_scsi = NULL;
 	c->done(c);
 	while (w) {
@@ -642,14 +666,20 @@ static void target_deliver(struct scsi_task *tk)
 	}
 }
 
-void scsi_task_done(struct scsi_task *tk)
+void scsi_task_done_later(struct scsi_task *tk)
 {
 	tk->completed = true;
+	TAILQ_INSERT_TAIL(&tk->t->deferred, tk, dlink);
+	uv_idle_start(&tk->t->idle, target_idle_cb);
+}
+
+void scsi_task_done(struct scsi_task *tk)
+{
 	if (tk->in_submit) {
-		TAILQ_INSERT_TAIL(&tk->t->deferred, tk, dlink);
-		uv_idle_start(&tk->t->idle, target_idle_cb);
+		scsi_task_done_later(tk);
 		return;
 	}
+	tk->completed = true;
 	target_deliver(tk);
 }
 
@@ -710,6 +740,17 @@ static void target_dispatch(struct scsi_task *tk)
 			return;
 		}
 	}
+	if (lu && lu->san && !(flags & OPF_SANITIZE_OK)) {
+		/* SBC-4 4.11.2 */
+		sanitize_busy(tk);
+		return;
+	}
+	if (lu && lu->san_failed && (flags & OPF_NEEDS_READY)) {
+		/* SBC-4 4.11.3: medium access fails until a sanitize
+		 * succeeds or EXIT FAILURE MODE */
+		scsi_task_check(tk, SK_MEDIUM_ERROR, ASC_SANITIZE_FAILED);
+		return;
+	}
 	if (lu && (pr_spc2_conflict(lu, c->nexus, flags) ||
 		   (!(flags & OPF_PR_IN_OUT) &&
 		    pr_conflict(lu, c->nexus, flags)))) {
@@ -733,7 +774,7 @@ void scsi_cmd_submit(struct scsi_target *t, struct scsi_cmd *c)
 	c->sense_len = 0;
 	c->data_in_len = 0;
 	c->xfer_len = 0;
-	struct scsi_task *tk = calloc(1, sizeof(*tk));
+	struct scsi_task *tk = freelist_zget(&t->task_fl);
 	if (!tk) {
 		/* No memory for a task: BUSY at the next loop turn, queued
 		 * through priv_scsi (the initiator retries a BUSY). */
@@ -770,6 +811,8 @@ static void tmf_wait_for(struct scsi_tmf_req *r, struct scsi_task *tk)
 	w->next = tk->waiters;
 	tk->waiters = w;
 	r->pending++;
+	if (tk->cancel)
+		tk->cancel(tk);
 }
 
 static unsigned tmf_abort_lu(struct scsi_tmf_req *r, struct scsi_lu *lu,

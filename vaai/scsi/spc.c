@@ -60,30 +60,51 @@ void spc_request_sense(struct scsi_task *tk)
 	uint8_t alloc = c->cdb[4];
 	uint8_t key = SK_NO_SENSE;
 	uint16_t asc = ASC_NONE;
+	bool progress = false;
 	if (!tk->lu) {
 		key = SK_ILLEGAL_REQUEST;
 		asc = ASC_LU_NOT_SUPPORTED;
 	} else if (spc_ua_pending(tk, true)) {
 		key = SK_UNIT_ATTENTION;
 		asc = (uint16_t)(c->sense[12] << 8 | c->sense[13]);
+	} else if (tk->lu->san) {
+		/* SBC-4 4.11.2: with the progress indication */
+		key = SK_NOT_READY;
+		asc = ASC_SANITIZE_IN_PROGRESS;
+		progress = true;
 	} else if (tk->lu->stopped) {
 		key = SK_NOT_READY;
 		asc = ASC_LOGICAL_UNIT_NOT_READY_STOPPED;
 	}
 	uint8_t d[18] = {0};
 	size_t n;
-	if (desc) { /* SPC-5 4.4.2 descriptor format, no descriptors */
+	uint16_t pi = progress ? sanitize_progress(tk->lu) : 0;
+	if (desc) { /* SPC-5 4.4.2 descriptor format */
 		d[0] = 0x72;
 		d[1] = key;
 		d[2] = (uint8_t)(asc >> 8);
 		d[3] = (uint8_t)asc;
 		n = 8;
+		if (progress) { /* 4.4.2.6: progress indication descriptor */
+			d[7] = 8;
+			d[8] = 0x0a;
+			d[9] = 0x06;
+			d[10] = key;
+			d[11] = (uint8_t)(asc >> 8);
+			d[12] = (uint8_t)asc;
+			put_be16(d + 14, pi);
+			n = 16;
+		}
 	} else {
 		d[0] = 0x70;
 		d[2] = key;
 		d[7] = 10;
 		d[12] = (uint8_t)(asc >> 8);
 		d[13] = (uint8_t)asc;
+		if (progress) { /* 4.4.2.4.4: SKSV, PROGRESS INDICATION */
+			d[15] = 0x80;
+			put_be16(d + 16, pi);
+		}
 		n = 18;
 	}
 	c->status = SCSI_STATUS_GOOD;

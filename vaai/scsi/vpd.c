@@ -142,6 +142,9 @@ static size_t vpd_b1(uint8_t *d)
 {
 	memset(d + 4, 0, 0x3c);
 	put_be16(d + 4, 0x0001); /* MEDIUM ROTATION RATE: non-rotating */
+	/* WABEREQ 01b: reads after a SANITIZE BLOCK ERASE succeed (zeroes);
+	 * WACEREQ 00b: no CRYPTOGRAPHIC ERASE (sanitize.c). */
+	d[7] = 0x40;
 	return 4 + 0x3c;
 }
 
