@@ -40,7 +40,7 @@ int sds_vdisk_attr_set(struct sds_vdisk *v, const char *name,
 	else
 		rocksdb_writebatch_delete(b, (const char *)k, kl);
 	char err[256];
-	int rc = sds_meta_write_sync(&v->pool->meta, b, err, sizeof(err));
+	int rc = sds_meta_write(&v->pool->meta, b, true, err, sizeof(err));
 	rocksdb_writebatch_destroy(b);
 	if (rc)
 		sds_pool_set_err(v->pool, "vdisk '%s' attribute %s: %s",
