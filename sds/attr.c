@@ -75,7 +75,7 @@ void sds_attr_drop_all(struct sds_pool *p, uint64_t vdisk_id)
 	rocksdb_writebatch_delete_range(b, (const char *)from, sizeof(from),
 					(const char *)to, sizeof(to));
 	char err[256];
-	if (sds_meta_write_sync(&p->meta, b, err, sizeof(err)))
+	if (sds_meta_write(&p->meta, b, true, err, sizeof(err)))
 		sds_pool_set_err(p, "dropping attributes of vdisk %llu: %s",
 				 (unsigned long long)vdisk_id, err);
 	rocksdb_writebatch_destroy(b);
