@@ -183,6 +183,16 @@ static void cluster__check_removed(struct cluster *c)
 	}
 }
 
+void cluster_mark_removed(struct cluster *c, const char *who)
+{
+	if (c->removed)
+		return;
+	c->removed = true;
+	log_warn("cluster", "node %" PRIu64 " was removed from the cluster "
+		 "while it was down (%s says so): it refuses cluster work "
+		 "from now on", c->cfg.id, who);
+}
+
 /* Not the leader: tell the caller where the leader's API is. */
 static bool cluster__redirect(struct cluster *c, cluster_op_cb cb, void *arg)
 {
