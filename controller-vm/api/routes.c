@@ -431,8 +431,10 @@ static void h_vdisk_delete(struct api_call *call)
 
 /* A task lives on the node that started it (the leader then), and its id
  * names that node (api_internal.h): answer for our own, forward to the
- * owner for the others, whichever node leads now. An owner that left the
- * map cannot be asked: say so (410) rather than a bare 404. */
+ * owner for the others, whichever node leads now — also to an owner that
+ * was removed (the map remembers its address under "left"), which still
+ * answers for its tasks while it runs. An owner the map does not know
+ * cannot be asked: say so (410) rather than a bare 404. */
 static void h_task_get(struct api_call *call)
 {
 	struct api_server *srv = call->srv;
@@ -459,14 +461,18 @@ static void h_task_get(struct api_call *call)
 	}
 	char key[24];
 	snprintf(key, sizeof(key), "%" PRIu64, owner);
-	const json_t *n = json_object_get(
-	    json_object_get(cluster_local_map(srv->cluster), "nodes"), key);
+	const json_t *map = cluster_local_map(srv->cluster);
+	const json_t *n = json_object_get(json_object_get(map, "nodes"), key);
+	/* a removed node still answers for its tasks while it runs */
+	if (!n)
+		n = json_object_get(json_object_get(map, "left"), key);
 	if (!n) {
 		api_reply_error(call, 410, "task_node_gone",
 				"task %llu was kept by node %" PRIu64
-				", which is no longer in the cluster; its "
-				"operation's outcome is in the map (cairn "
-				"node list, cairn cluster status)",
+				", which this cluster's map does not know "
+				"(any more); its operation's outcome is in "
+				"the map (cairn node list, cairn cluster "
+				"status)",
 				id, owner);
 		return;
 	}

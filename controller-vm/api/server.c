@@ -591,10 +591,19 @@ static void dispatch(struct api_call *call)
 static void basic_checked(struct api_call *call)
 {
 	if (call->work_rc || !call->work_ok) {
+		struct api_admin adm;
 		if (password_replay(call))
 			return;
 		if (defer_to_leader(call))
 			return;
+		if (api_admin_get(call->srv, &adm) == -ENOENT) {
+			/* a node that joined and has not received the map
+			 * yet, and knows no leader to ask */
+			api_reply_error(call, 503, "unavailable",
+					"this node has not caught up with the "
+					"cluster's credentials yet; try again");
+			return;
+		}
 		api_reply_error(call, 401, "unauthorized",
 				"wrong user name or password");
 		return;
