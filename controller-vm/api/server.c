@@ -160,11 +160,6 @@ void api_reply_error(struct api_call *call, int status, const char *code,
 	va_end(ap);
 }
 
-/* A follower forwards the request to the leader's API (msg is its
- * "host:port") once; without a CA to check the leader with, or for a
- * request that was already forwarded, it answers a 307 to the same path
- * there instead, which a client follows keeping method, body and
- * credentials (curl: --location-trusted; the cairn CLI does). */
 /* Forward once, else a 307 to the same path at addr. */
 static void redirect_to(struct api_call *call, const char *addr,
 			const char *code, const char *what)
