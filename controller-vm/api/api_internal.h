@@ -76,15 +76,26 @@ struct api_task {
 	int64_t created, finished;
 };
 
+/* A task id names its node: node id * 2^32 + a per-server sequence that
+ * starts at a random point (so a restarted node rarely reuses an id), so
+ * any node can tell whom to ask (api_task_node). Node ids stay far below
+ * 2^21, so ids stay below 2^53 (exact in JavaScript). */
+#define API_TASK_NODE_SHIFT 32
 struct api_tasks {
 	struct api_task v[API_MAX_TASKS]; /* a ring; oldest finished reused */
 	size_t n;
-	uint64_t next_id;
+	uint64_t node;	   /* this server's cluster node id */
+	uint32_t next_seq; /* 0 is skipped */
 };
 
 struct api_task *api_task_new(struct api_tasks *ts, const char *op,
 			      int64_t now);
 struct api_task *api_task_find(struct api_tasks *ts, uint64_t id);
+/* The node that keeps task `id`. */
+static inline uint64_t api_task_node(uint64_t id)
+{
+	return id >> API_TASK_NODE_SHIFT;
+}
 json_t *api_task_json(const struct api_task *t);
 void api_tasks_free(struct api_tasks *ts);
 
@@ -99,6 +110,15 @@ int api_fwd_start(struct api_fwd *f, struct api_call *call, const char *leader);
 void api_fwd_close(struct api_fwd *f);
 bool api_fwd_closed(struct api_fwd *f);
 void api_fwd_free(struct api_fwd *f);
+
+/* ---- "am I still a member?" (membership.c) ---- */
+
+struct api_probe;
+/* Starts asking when cfg names the node's certificate; 0 or -errno. */
+int api_probe_start(struct api_server *srv, const struct api_config *cfg);
+void api_probe_close(struct api_probe *p); /* NULL: nothing */
+void api_probe_free(struct api_probe *p);  /* after it closed */
+void api_membership_post(struct api_call *call);
 
 /* ---- the server and a request in flight (server.c) ---- */
 
@@ -117,6 +137,7 @@ struct api_server {
 	SSL_CTX *ssl_ctx;
 	int port;
 	struct api_fwd *fwd; /* NULL: answer 307 instead of forwarding */
+	struct api_probe *probe; /* NULL: does not ask (membership.c) */
 
 	struct api_tasks tasks;
 	/* A verified Basic password, so that PBKDF2 runs once per TTL; the
@@ -154,6 +175,10 @@ struct api_call {
 	int work_rc;
 	bool work_ok;
 	char op_id[72]; /* the client's Idempotency-Key, or "" */
+	/* A forward to a node other than the leader (its id; 0: the
+	 * leader), for the error when it cannot be reached. */
+	uint64_t fwd_node;
+	bool replay_tried; /* a replayed password change was checked */
 	char token_hash[65]; /* tokens POST: the hash this call made */
 	void (*work_done)(struct api_call *);
 	struct api_task *task;
@@ -181,6 +206,10 @@ void api_reply(struct api_call *call, int status, json_t *body);
 void api_reply_error(struct api_call *call, int status, const char *code,
 		     const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Hands the call to node `node`'s API at `addr` (forward, or 307 when
+ * this server does not forward or the call was forwarded already). */
+void api_forward_to_node(struct api_call *call, uint64_t node,
+			 const char *addr);
 /* Maps a cluster error to HTTP (-EREMOTE becomes a 307 to the leader). */
 void api_reply_cluster_error(struct api_call *call, int status,
 			     const char *msg);
@@ -194,6 +223,9 @@ void api_metrics(struct api_server *srv, struct api_call *call);
 void api_auth_cache_set(struct api_server *srv, const char *pw);
 /* The admin account as this node's map has it (see api_admin_from_map). */
 int api_admin_get(struct api_server *srv, struct api_admin *a);
+/* A linearizable read of the map (routes.c), then done(call, map). */
+void api_read_map(struct api_call *call,
+		  void (*done)(struct api_call *, json_t *));
 /* Adds the call's Idempotency-Key to an operation as "op_id". */
 void api_op_id(struct api_call *call, json_t *op);
 void api_auth_cache_clear(struct api_server *srv);

@@ -10,6 +10,7 @@
  * checked: any certificate from the cluster CA belongs to a cluster node. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,7 +65,13 @@ static void fwd_finish(struct api_fwd *f, CURL *easy, CURLcode rc)
 	free(r->body);
 	struct api_call *call = r->call;
 	f->srv->nops--;
-	if (rc != CURLE_OK || code < 100 || code > 599) {
+	if ((rc != CURLE_OK || code < 100 || code > 599) && call->fwd_node) {
+		api_reply_error(call, 503, "node_unreachable",
+				"could not reach node %" PRIu64 ", which "
+				"keeps this: %s",
+				call->fwd_node,
+				r->err[0] ? r->err : curl_easy_strerror(rc));
+	} else if (rc != CURLE_OK || code < 100 || code > 599) {
 		api_reply_error(call, 503, "leader_unreachable",
 				"this node is a follower and could not reach "
 				"the leader: %s",

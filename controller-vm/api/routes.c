@@ -128,8 +128,8 @@ static void submit(struct api_call *call, json_t *op,
 	json_decref(op);
 }
 
-static void read_map(struct api_call *call,
-		     void (*done)(struct api_call *, json_t *))
+void api_read_map(struct api_call *call,
+		  void (*done)(struct api_call *, json_t *))
 {
 	struct op_ctx *o = malloc(sizeof(*o));
 	if (!o) {
@@ -170,7 +170,7 @@ static void cluster_got(struct api_call *call, json_t *map)
 
 static void h_cluster_get(struct api_call *call)
 {
-	read_map(call, cluster_got);
+	api_read_map(call, cluster_got);
 }
 
 static void nodes_got(struct api_call *call, json_t *map)
@@ -180,7 +180,7 @@ static void nodes_got(struct api_call *call, json_t *map)
 
 static void h_nodes_get(struct api_call *call)
 {
-	read_map(call, nodes_got);
+	api_read_map(call, nodes_got);
 }
 
 struct task_ctx {
@@ -282,7 +282,7 @@ static void pools_got(struct api_call *call, json_t *map)
 
 static void h_pools_get(struct api_call *call)
 {
-	read_map(call, pools_got);
+	api_read_map(call, pools_got);
 }
 
 /* 201 with what was asked for plus what the map assigned (e.g. the id). */
@@ -389,7 +389,7 @@ static void vdisks_got(struct api_call *call, json_t *map)
 
 static void h_vdisks_get(struct api_call *call)
 {
-	read_map(call, vdisks_got);
+	api_read_map(call, vdisks_got);
 }
 
 static void h_vdisks_post(struct api_call *call)
@@ -429,24 +429,55 @@ static void h_vdisk_delete(struct api_call *call)
 
 /* ---- tasks ---- */
 
-/* Tasks live on the node that started them (the leader then): this node's
- * own first (a leader that handed over its leadership, or left, still
- * answers for its tasks), else the leader's. */
+/* A task lives on the node that started it (the leader then), and its id
+ * names that node (api_internal.h): answer for our own, forward to the
+ * owner for the others, whichever node leads now — also to an owner that
+ * was removed (the map remembers its address under "left"), which still
+ * answers for its tasks while it runs. An owner the map does not know
+ * cannot be asked: say so (410) rather than a bare 404. */
 static void h_task_get(struct api_call *call)
 {
+	struct api_server *srv = call->srv;
 	char *end;
 	unsigned long long id = strtoull(call->param, &end, 10);
-	struct api_task *t = NULL;
-	if (!*end && call->param[0] >= '0' && call->param[0] <= '9')
-		t = api_task_find(&call->srv->tasks, id);
-	if (!t && !leader_or_redirect(call))
-		return;
-	if (!t) {
+	if (*end || call->param[0] < '1' || call->param[0] > '9') {
 		api_reply_error(call, 404, "not_found", "no task '%s'",
 				call->param);
 		return;
 	}
-	api_reply(call, 200, api_task_json(t));
+	uint64_t owner = api_task_node(id);
+	struct api_task *t = api_task_find(&srv->tasks, id);
+	if (t) {
+		api_reply(call, 200, api_task_json(t));
+		return;
+	}
+	if (owner == srv->tasks.node || !owner) {
+		api_reply_error(call, 404, "not_found",
+				"no task %llu on this node (node %" PRIu64
+				"); tasks are kept in memory, so a restart "
+				"forgets them",
+				id, srv->tasks.node);
+		return;
+	}
+	char key[24];
+	snprintf(key, sizeof(key), "%" PRIu64, owner);
+	const json_t *map = cluster_local_map(srv->cluster);
+	const json_t *n = json_object_get(json_object_get(map, "nodes"), key);
+	/* a removed node still answers for its tasks while it runs */
+	if (!n)
+		n = json_object_get(json_object_get(map, "left"), key);
+	if (!n) {
+		api_reply_error(call, 410, "task_node_gone",
+				"task %llu was kept by node %" PRIu64
+				", which this cluster's map does not know "
+				"(any more); its operation's outcome is in "
+				"the map (cairn node list, cairn cluster "
+				"status)",
+				id, owner);
+		return;
+	}
+	api_forward_to_node(call, owner,
+			    json_string_value(json_object_get(n, "api")));
 }
 
 /* ---- the admin password ---- */
@@ -608,7 +639,7 @@ static void tokens_got(struct api_call *call, json_t *map)
 
 static void h_tokens_get(struct api_call *call)
 {
-	read_map(call, tokens_got);
+	api_read_map(call, tokens_got);
 }
 
 static void h_token_delete(struct api_call *call)
@@ -740,6 +771,8 @@ const struct api_route api_routes[] = {
     {"POST", "/api/v1/join", API_ROLE_NONE, API_R_PUBLIC | API_R_BODY,
      h_join_post},
     {"POST", "/api/v1/nodes/token", A, API_R_BODY, h_join_token_post},
+    {"POST", "/api/v1/membership", API_ROLE_NONE, API_R_PUBLIC | API_R_BODY,
+     api_membership_post},
     {"GET", "/metrics", V, 0, h_metrics},
 };
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

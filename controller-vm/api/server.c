@@ -12,6 +12,7 @@
  * lives outside h2o's pool, and a slot inside the pool tells each side
  * when the other is gone. */
 #include <errno.h>
+#include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -159,6 +160,32 @@ void api_reply_error(struct api_call *call, int status, const char *code,
 	va_end(ap);
 }
 
+/* Forward once, else a 307 to the same path at addr. */
+static void redirect_to(struct api_call *call, const char *addr,
+			const char *code, const char *what)
+{
+	h2o_req_t *req = call->req;
+	if (req && call->srv->fwd &&
+	    h2o_find_header_by_str(&req->headers,
+				   H2O_STRLIT("x-cairn-forwarded"), -1) < 0 &&
+	    !api_fwd_start(call->srv->fwd, call, addr))
+		return;
+	if (req) {
+		char *loc = h2o_mem_alloc_pool(&req->pool, 512 + req->path.len);
+		int n = snprintf(loc, 512 + req->path.len, "%s%s%.*s",
+				 call->srv->leader_scheme, addr,
+				 (int)req->path.len, req->path.base);
+		h2o_add_header(&req->pool, &req->res.headers,
+			       H2O_TOKEN_LOCATION, NULL, loc, (size_t)n);
+	}
+	api_reply_error(call, 307, code, "%s is at %s", what, addr);
+}
+
+static bool addr_ok(const char *addr)
+{
+	return addr && *addr && !strpbrk(addr, " \r\n/?#@");
+}
+
 /* A follower forwards the request to the leader's API (msg is its
  * "host:port") once; without a CA to check the leader with, or for a
  * request that was already forwarded, it answers a 307 to the same path
@@ -166,29 +193,31 @@ void api_reply_error(struct api_call *call, int status, const char *code,
  * credentials (curl: --location-trusted; the cairn CLI does). */
 static void redirect_to_leader(struct api_call *call, const char *leader)
 {
-	h2o_req_t *req = call->req;
-	if (!leader || !*leader || strpbrk(leader, " \r\n/?#@")) {
+	if (!addr_ok(leader)) {
 		api_reply_error(call, 503, "no_leader",
 				"this node is not the leader and knows no "
 				"leader; try again");
 		return;
 	}
-	if (req && call->srv->fwd &&
-	    h2o_find_header_by_str(&req->headers,
-				   H2O_STRLIT("x-cairn-forwarded"), -1) < 0 &&
-	    !api_fwd_start(call->srv->fwd, call, leader))
+	call->fwd_node = 0;
+	redirect_to(call, leader, "not_leader",
+		    "this node is a follower; the leader's API");
+}
+
+void api_forward_to_node(struct api_call *call, uint64_t node,
+			 const char *addr)
+{
+	if (!addr_ok(addr)) {
+		api_reply_error(call, 503, "node_unreachable",
+				"node %" PRIu64 " has no usable API address "
+				"in the map",
+				node);
 		return;
-	if (req) {
-		char *loc = h2o_mem_alloc_pool(&req->pool, 512 + req->path.len);
-		int n = snprintf(loc, 512 + req->path.len, "%s%s%.*s",
-				 call->srv->leader_scheme, leader,
-				 (int)req->path.len, req->path.base);
-		h2o_add_header(&req->pool, &req->res.headers,
-			       H2O_TOKEN_LOCATION, NULL, loc, (size_t)n);
 	}
-	api_reply_error(call, 307, "not_leader",
-			"this node is a follower; the leader's API is at %s",
-			leader);
+	call->fwd_node = node;
+	char what[64];
+	snprintf(what, sizeof(what), "node %" PRIu64 "'s API", node);
+	redirect_to(call, addr, "elsewhere", what);
 }
 
 void api_reply_cluster_error(struct api_call *call, int status, const char *msg)
@@ -339,7 +368,7 @@ static bool defer_to_leader(struct api_call *call)
 		return false;
 	json_t *st = cluster_status(srv->cluster);
 	const char *l = json_string_value(json_object_get(st, "leader_api"));
-	bool ok = l && *l && !strpbrk(l, " \r\n/?#@") &&
+	bool ok = addr_ok(l) &&
 		  !api_fwd_start(srv->fwd, call, l);
 	json_decref(st);
 	return ok;
@@ -351,15 +380,14 @@ void api_op_id(struct api_call *call, json_t *op)
 		json_object_set_new(op, "op_id", json_string(call->op_id));
 }
 
-/* Idempotency-Key: 1-64 characters of A-Z a-z 0-9 - _ . : (the map's
- * op_id); false (answered 400) otherwise. */
-static bool read_op_id(struct api_call *call)
+/* The Idempotency-Key header into out (1-64 characters of A-Z a-z 0-9
+ * - _ . :, the map's op_id): 1 found, 0 absent, -1 malformed. */
+static int op_id_header(h2o_req_t *req, char out[72])
 {
-	h2o_req_t *req = call->req;
 	ssize_t i = h2o_find_header_by_str(&req->headers,
 					   H2O_STRLIT("idempotency-key"), -1);
 	if (i < 0)
-		return true;
+		return 0;
 	h2o_iovec_t v = req->headers.entries[i].value;
 	bool ok = v.len >= 1 && v.len <= 64;
 	for (size_t k = 0; ok && k < v.len; k++)
@@ -367,14 +395,63 @@ static bool read_op_id(struct api_call *call)
 					 "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 					 "0123456789-_.:",
 					 v.base[k]);
-	if (!ok) {
-		api_reply_error(call, 400, "bad_request",
-				"Idempotency-Key: 1-64 characters of A-Z a-z "
-				"0-9 - _ . :");
+	if (!ok)
+		return -1;
+	memcpy(out, v.base, v.len);
+	out[v.len] = 0;
+	return 1;
+}
+
+/* Idempotency-Key into call->op_id; false (answered 400) if malformed. */
+static bool read_op_id(struct api_call *call)
+{
+	if (op_id_header(call->req, call->op_id) >= 0)
+		return true;
+	call->op_id[0] = 0;
+	api_reply_error(call, 400, "bad_request",
+			"Idempotency-Key: 1-64 characters of A-Z a-z "
+			"0-9 - _ . :");
+	return false;
+}
+
+/* ---- a replayed password change ---- */
+
+static void basic_checked(struct api_call *call);
+
+/* A retried POST /api/v1/password whose first attempt was applied comes
+ * with the old password, which no longer works. It is recognised by its
+ * Idempotency-Key, which the map remembers as an auth.password, and it is
+ * authenticated by the body's new password, which must be the current
+ * one: then it gets the first answer (200) and nothing changes. False:
+ * not such a replay (the caller answers as usual). */
+static bool password_replay(struct api_call *call)
+{
+	h2o_req_t *req = call->req;
+	char key[72];
+	if (call->replay_tried || !req ||
+	    !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")) ||
+	    !h2o_memis(req->path_normalized.base, req->path_normalized.len,
+		       H2O_STRLIT("/api/v1/password")) ||
+	    op_id_header(req, key) != 1 || req->entity.len > API_MAX_BODY)
 		return false;
-	}
-	memcpy(call->op_id, v.base, v.len);
-	call->op_id[v.len] = 0;
+	const json_t *seen = json_object_get(
+	    json_object_get(cluster_local_map(call->srv->cluster), "op_ids"),
+	    key);
+	if (strcmp(json_string_value(json_object_get(seen, "op")) ?: "",
+		   "auth.password"))
+		return false;
+	json_t *b = json_loadb(req->entity.base ? req->entity.base : "",
+			       req->entity.len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *v = json_object_get(b, "password");
+	bool ok = json_is_string(v) && json_string_length(v) <= API_MAX_PASSWORD &&
+		  strlen(json_string_value(v)) == json_string_length(v);
+	if (ok)
+		snprintf(call->pw, sizeof(call->pw), "%s", json_string_value(v));
+	json_decref(b);
+	if (!ok)
+		return false;
+	call->replay_tried = true;
+	api_call_hash(call, true, basic_checked);
 	return true;
 }
 
@@ -509,14 +586,29 @@ static void dispatch(struct api_call *call)
 static void basic_checked(struct api_call *call)
 {
 	if (call->work_rc || !call->work_ok) {
+		struct api_admin adm;
+		if (password_replay(call))
+			return;
 		if (defer_to_leader(call))
 			return;
+		if (api_admin_get(call->srv, &adm) == -ENOENT) {
+			/* a node that joined and has not received the map
+			 * yet, and knows no leader to ask */
+			api_reply_error(call, 503, "unavailable",
+					"this node has not caught up with the "
+					"cluster's credentials yet; try again");
+			return;
+		}
 		api_reply_error(call, 401, "unauthorized",
 				"wrong user name or password");
 		return;
 	}
 	api_auth_cache_set(call->srv, call->pw);
 	OPENSSL_cleanse(call->pw, sizeof(call->pw));
+	if (call->replay_tried) { /* password_replay: the first answer */
+		api_reply(call, 200, json_pack("{s:b}", "changed", 1));
+		return;
+	}
 	call->role = API_ROLE_ADMIN;
 	call->via_basic = true;
 	dispatch(call);
@@ -709,6 +801,7 @@ static void srv_free(struct api_server *srv)
 		SSL_CTX_free(srv->ssl_ctx);
 	if (srv->fwd)
 		api_fwd_free(srv->fwd);
+	api_probe_free(srv->probe);
 	api_tasks_free(&srv->tasks);
 	free(srv->route_count);
 	free(srv->state_dir);
@@ -755,12 +848,15 @@ int api_server_start(uv_loop_t *loop, const struct api_config *cfg,
 		srv_free(srv);
 		return -ENOMEM;
 	}
-	/* Task ids start at a random point (40 bits), so that a task id
-	 * names one task across the cluster's nodes: a follower answers for
-	 * its own tasks and asks the leader for the others. */
-	uint64_t r0 = 0;
+	/* Task ids carry this node's id (api_internal.h) and start at a
+	 * random point of their sequence, so that an id names one task
+	 * across the cluster and across this node's restarts. */
+	uint32_t r0 = 0;
 	RAND_bytes((unsigned char *)&r0, sizeof(r0));
-	srv->tasks.next_id = (r0 >> 24) | 1;
+	srv->tasks.next_seq = (r0 >> 8) | 1;
+	json_t *st = cluster_status(cluster);
+	srv->tasks.node = (uint64_t)json_integer_value(json_object_get(st, "id"));
+	json_decref(st);
 	if ((rc = ssl_setup(srv, cfg, err, errlen))) {
 		srv_free(srv);
 		return rc;
@@ -810,6 +906,12 @@ int api_server_start(uv_loop_t *loop, const struct api_config *cfg,
 	srv->port = ntohs(name.ss_family == AF_INET6
 			      ? ((struct sockaddr_in6 *)&name)->sin6_port
 			      : ((struct sockaddr_in *)&name)->sin_port);
+	if ((rc = api_probe_start(srv, cfg))) {
+		snprintf(err, errlen, "api: cannot read the node certificate "
+				      "or key");
+		api_server_close(srv, NULL, NULL);
+		return rc;
+	}
 	*out = srv;
 	return 0;
 }
@@ -859,6 +961,7 @@ void api_server_close(struct api_server *srv, void (*cb)(void *arg), void *arg)
 	srv->close_cb = cb;
 	srv->close_arg = arg;
 	uv_close((uv_handle_t *)&srv->listener, listener_closed);
+	api_probe_close(srv->probe);
 	uv_timer_init(srv->loop, &srv->close_timer);
 	srv->close_timer.data = srv;
 	uv_timer_start(&srv->close_timer, close_poll, 0, 20);

@@ -1,5 +1,6 @@
 /* Long operations as tasks: a bounded table on the node that accepted the
- * request (the leader). A new task takes a free slot, else replaces the
+ * request (the leader then); the id names that node, so any node can
+ * forward a lookup to it (routes.c). A new task takes a free slot, else replaces the
  * oldest finished one; when every slot runs, new long operations are
  * refused (503) rather than forgetting one in flight. */
 #include <stdlib.h>
@@ -36,9 +37,9 @@ struct api_task *api_task_new(struct api_tasks *ts, const char *op, int64_t now)
 		json_decref(t->result);
 	}
 	memset(t, 0, sizeof(*t));
-	if (!ts->next_id)
-		ts->next_id = 1;
-	t->id = ts->next_id++;
+	if (!ts->next_seq)
+		ts->next_seq = 1;
+	t->id = (ts->node << API_TASK_NODE_SHIFT) | ts->next_seq++;
 	snprintf(t->op, sizeof(t->op), "%s", op);
 	t->state = API_TASK_RUNNING;
 	t->created = now;

@@ -133,8 +133,8 @@ static void make_op_key(void)
 		snprintf(op_key + 4 + 2 * i, 3, "%02x", r[i]);
 }
 
-/* Worth another try: the node or the connection went away, or the cluster
- * is between leaders. */
+/* Worth another try: the node or the connection went away, the cluster
+ * is between leaders, or the node that keeps a task did not answer. */
 static bool retryable(CURLcode rc, long code, json_t *j)
 {
 	switch (rc) {
@@ -155,7 +155,8 @@ static bool retryable(CURLcode rc, long code, json_t *j)
 	    json_object_get(json_object_get(j, "error"), "code"));
 	return code == 503 && c &&
 	       (!strcmp(c, "no_leader") || !strcmp(c, "unavailable") ||
-		!strcmp(c, "leader_unreachable"));
+		!strcmp(c, "leader_unreachable") ||
+		!strcmp(c, "node_unreachable"));
 }
 
 #define API_ATTEMPTS 8

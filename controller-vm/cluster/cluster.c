@@ -4,8 +4,8 @@
  * (DESIGN.md: upstream moved to the cowsql fork).
  *
  * Voters: the leader keeps 1 voter for clusters of 1-2 nodes, 3 for 3-4,
- * 5 from 5 on; the other nodes are standbys that replicate the log and can
- * be promoted when a voter leaves. */
+ * 5 from 5 on (cluster_voters.c); the other nodes are standbys that
+ * replicate the log and can be promoted when a voter leaves. */
 #include <cairn/cluster.h>
 #include <cairn/pki.h>
 #include <errno.h>
@@ -19,6 +19,7 @@
 
 #include "cluster_int.h"
 #include "cluster_map.h"
+#include "cluster_voters.h"
 #include "log.h"
 #include "raft_tls.h"
 #include "util.h"
@@ -161,12 +162,6 @@ static const char *cluster__node_api(struct cluster *c, raft_id id)
 	return n ? json_string_value(json_object_get(n, "api")) : NULL;
 }
 
-static bool cluster__draining(struct cluster *c, raft_id id)
-{
-	return json_is_true(
-		json_object_get(cluster__map_node(c, id), "draining"));
-}
-
 /* Removal is for good: once this node applied its own node.leave (or saw
  * itself leave the map), it refuses cluster work, even after a restart
  * (the entries replay). It stays a standby in its own view of the
@@ -186,6 +181,16 @@ static void cluster__check_removed(struct cluster *c)
 			 "cluster: it refuses cluster work from now on",
 			 c->cfg.id);
 	}
+}
+
+void cluster_mark_removed(struct cluster *c, const char *who)
+{
+	if (c->removed)
+		return;
+	c->removed = true;
+	log_warn("cluster", "node %" PRIu64 " was removed from the cluster "
+		 "while it was down (%s says so): it refuses cluster work "
+		 "from now on", c->cfg.id, who);
 }
 
 /* Not the leader: tell the caller where the leader's API is. */
@@ -368,22 +373,36 @@ const json_t *cluster_local_map(struct cluster *c)
 
 /* ---- membership ------------------------------------------------------------ */
 
-static unsigned cluster__target_voters(unsigned n)
-{
-	return n >= 5 ? 5 : (n >= 3 ? 3 : 1);
-}
+/* A server answered within the last CLUSTER_ALIVE_MS (two election
+ * timeouts at the default): libraft's recent_recv alone drops to false at
+ * every election timeout until the next reply. A server first seen now
+ * gets the benefit of the doubt. */
+#define CLUSTER_ALIVE_MS 2500
 
-/* Servers of the configuration with `role` (-1: any) that are not being
- * removed. */
-static unsigned cluster__count(struct cluster *c, int role)
+static void cluster__liveness(struct cluster *c, bool *alive)
 {
-	unsigned k = 0;
-	for (unsigned i = 0; i < c->raft.configuration.n; i++) {
-		const struct raft_server *s = &c->raft.configuration.servers[i];
-		k += (role < 0 || s->role == role) &&
-		     !cluster__draining(c, s->id);
+	uint64_t now = uv_now(c->loop);
+	const struct raft_configuration *conf = &c->raft.configuration;
+	for (unsigned i = 0; i < conf->n; i++) {
+		raft_id id = conf->servers[i].id;
+		unsigned k, free_k = CLUSTER_SEEN_MAX;
+		for (k = 0; k < CLUSTER_SEEN_MAX && c->seen[k].id != id; k++)
+			if (!c->seen[k].id && free_k == CLUSTER_SEEN_MAX)
+				free_k = k;
+		if (k == CLUSTER_SEEN_MAX) {
+			if (free_k == CLUSTER_SEEN_MAX) { /* untracked: up */
+				alive[i] = true;
+				continue;
+			}
+			k = free_k;
+			c->seen[k].id = id;
+			c->seen[k].seen = now;
+		}
+		if (id == c->cfg.id ||
+		    c->raft.leader_state.progress[i].recent_recv)
+			c->seen[k].seen = now;
+		alive[i] = now - c->seen[k].seen < CLUSTER_ALIVE_MS;
 	}
-	return k;
 }
 
 static void cluster__node_added(void *arg, int status, json_t *res,
@@ -700,8 +719,10 @@ static void cluster__tick(uv_timer_t *t)
 	struct cluster *c = t->data;
 	if (c->removals)
 		cluster__removals_check(c, false);
-	if (c->closing || c->removed || raft_state(&c->raft) != RAFT_LEADER)
+	if (c->closing || c->removed || raft_state(&c->raft) != RAFT_LEADER) {
+		memset(c->seen, 0, sizeof(c->seen));
 		return;
+	}
 	if (c->cfg.bootstrap && !c->registering &&
 	    !cluster__node_api(c, c->cfg.id)) {
 		c->registering = true;
@@ -731,25 +752,24 @@ static void cluster__tick(uv_timer_t *t)
 		free(key);
 		return;
 	}
-	unsigned n = c->raft.configuration.n;
 	if (c->promoting)
 		return;
-	if (cluster__count(c, RAFT_VOTER) >=
-	    cluster__target_voters(cluster__count(c, -1))) {
+	bool alive[c->raft.configuration.n + 1];
+	cluster__liveness(c, alive);
+	struct cluster_voter_change ch = cluster_voters_plan(
+		c->map, &c->raft.configuration, c->cfg.id, alive);
+	if (!ch.id) {
 		cluster__remove_step(c);
 		return;
 	}
-	for (unsigned i = 0; i < n; i++) {
-		const struct raft_server *s = &c->raft.configuration.servers[i];
-		if (s->role != RAFT_STANDBY || cluster__draining(c, s->id))
-			continue;
-		c->promoting = true;
-		c->promote.data = c;
-		if (raft_assign(&c->raft, &c->promote, s->id, RAFT_VOTER,
-				cluster__promoted))
-			c->promoting = false;
-		break;
-	}
+	c->promoting = true;
+	c->promote.data = c;
+	log_info("cluster", "%s node %" PRIu64 " (voters kept at 1, 3 or 5)",
+		 ch.role == RAFT_VOTER ? "promoting" : "demoting",
+		 (uint64_t)ch.id);
+	if (raft_assign(&c->raft, &c->promote, ch.id, ch.role,
+			cluster__promoted))
+		c->promoting = false;
 }
 
 /* ---- joining ---------------------------------------------------------------- */

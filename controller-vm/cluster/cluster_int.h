@@ -8,6 +8,8 @@
 
 #include "tls.h"
 
+#define CLUSTER_SEEN_MAX 64
+
 struct cluster_apply_result;
 struct cluster_removal;
 
@@ -25,6 +27,14 @@ struct cluster {
 	uv_timer_t tick;
 	bool registering, promoting, closing;
 	struct raft_change promote;
+	/* The leader's view of which servers answered lately (libraft's
+	 * recent_recv flag, reset every election timeout, smoothed over
+	 * CLUSTER_ALIVE_MS), for the voter policy (cluster_voters.h);
+	 * forgotten when this node stops leading. */
+	struct {
+		raft_id id;
+		uint64_t seen; /* uv_now */
+	} seen[CLUSTER_SEEN_MAX];
 	json_t *admin; /* bootstrap: the first admin password hash */
 	/* Removing nodes (the leader drives it from the map, one step per
 	 * tick; docs/cluster.md) and the callers waiting for it. */

@@ -358,6 +358,34 @@ static int op_node_leave(json_t *map, const json_t *op, json_t **res,
 }
 
 /* The last step: out of the map. */
+/* Nodes that left, with their name and API address: a removed node still
+ * answers for the tasks it kept, and the others need its address to ask
+ * it (docs/api.md, Tasks). The newest MAP_LEFT_MAX are kept. */
+#define MAP_LEFT_MAX 64
+
+static void map__remember_left(json_t *map, const char *key,
+			       const json_t *node)
+{
+	json_t *left = json_object_get(map, "left");
+	if (!json_is_object(left)) {
+		left = json_object();
+		json_object_set_new(map, "left", left);
+	}
+	json_object_set_new(left, key,
+			    json_pack("{s:O?, s:O?}", "name",
+				      json_object_get(node, "name"), "api",
+				      json_object_get(node, "api")));
+	while (json_object_size(left) > MAP_LEFT_MAX) {
+		const char *k, *oldest = NULL;
+		json_t *v;
+		json_object_foreach(left, k, v)
+			if (!oldest || strtoull(k, NULL, 10) <
+					   strtoull(oldest, NULL, 10))
+				oldest = k;
+		json_object_del(left, oldest);
+	}
+}
+
 static int op_node_remove(json_t *map, const json_t *op, json_t **res,
 			  char *msg, size_t ml)
 {
@@ -367,6 +395,8 @@ static int op_node_remove(json_t *map, const json_t *op, json_t **res,
 		return rc;
 	if ((rc = map__fits_without(map, key, msg, ml)))
 		return rc;
+	map__remember_left(map, key,
+			   json_object_get(json_object_get(map, "nodes"), key));
 	json_object_del(json_object_get(map, "nodes"), key);
 	*res = json_pack("{s:s}", "removed", key);
 	return 0;

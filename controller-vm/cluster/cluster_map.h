@@ -16,7 +16,9 @@
  *    "op_ids": {"<op_id>": {"seq", "op", "result"}}, "op_seq": int}
  *
  * A node being removed carries "draining": true (no new placements), then
- * "leaving": true (out of the voters, about to leave the configuration).
+ * "leaving": true (out of the voters, about to leave the configuration);
+ * once removed, "left": {"<id>": {"name", "api"}} remembers it (the newest
+ * 64), so that the tasks it kept can still be asked of it.
  *
  * Idempotent retries: an operation may carry "op_id" (1-64 characters of
  * A-Z a-z 0-9 - _ . :). The map remembers the last CLUSTER_MAP_OP_IDS

@@ -391,7 +391,9 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg,
 				.cert_file = acrt,
 				.key_file = akey,
 				.state_dir = apidir,
-				.ca_file = ca};
+				.ca_file = ca,
+				.node_cert_file = crt,
+				.node_key_file = key};
 	if ((rc = api_server_start(loop, &ac, n->cluster, &n->api, err,
 				   errlen))) {
 		/* The cluster stops on the loop; the caller exits. */

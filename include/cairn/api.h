@@ -41,6 +41,11 @@ struct api_config {
 	/* Prefix of Location on a redirect to the leader, default "https://".
 	 */
 	const char *leader_scheme;
+	/* This node's own certificate ("node-<id>") and key. With ca_file:
+	 * while it knows no leader, it asks the members of its map whether
+	 * it is still one (controller-vm/api/membership.c), and learns that
+	 * it was removed while it was down. NULL: it does not ask. */
+	const char *node_cert_file, *node_key_file;
 };
 
 /* The first admin account, made at cluster creation: a random password of

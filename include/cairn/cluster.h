@@ -124,4 +124,11 @@ const json_t *cluster_local_map(struct cluster *c);
 void cluster_remove_node(struct cluster *c, uint64_t id, const char *op_id,
 			 cluster_op_cb cb, void *arg);
 
+/* A member's current map (through its leader) no longer has this node:
+ * it was removed while it was down, so it never applied its node.leave.
+ * From now on it refuses cluster work (-EIDRM) as a node removed while up
+ * does; `who` names the member that said so, for the log. Not kept across
+ * a restart: the node asks again (controller-vm/api/membership.c). */
+void cluster_mark_removed(struct cluster *c, const char *who);
+
 #endif

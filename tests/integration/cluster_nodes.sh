@@ -16,15 +16,15 @@ CAIRN=$BUILD/bin/cairn
 [[ -x $CAIRN ]] || fail "cairn CLI not built"
 ports=($(python3 -c '
 import socket
-ss=[socket.socket() for _ in range(12)]
+ss=[socket.socket() for _ in range(14)]
 for s in ss: s.bind(("127.0.0.1",0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))'))
 PW=cairn-test-password-$$
-NODES="1 2 3 4 5"
+NODES="1 2 3 4 5 6"
 declare -a PID
 
 raft_port() { echo "${ports[$1]}"; }
-api_port() { echo "${ports[$((6 + $1))]}"; }
+api_port() { echo "${ports[$((7 + $1))]}"; }
 
 # start_node I [ARGS...]: node I with its own pool and state directory.
 start_node() {
@@ -58,7 +58,7 @@ stop_node() {
 }
 kill_nodes() {
 	local rc=$? i
-	for i in $NODES 6; do
+	for i in $NODES; do
 		if [[ -n ${PID[$i]:-} ]]; then kill -9 "${PID[$i]}" 2>/dev/null || true; fi
 	done
 	(exit $rc)
@@ -183,6 +183,22 @@ for i in 1 2 3; do
 	done
 	[[ -n $refused ]] || fail "node $i still takes the old password"
 done
+# A change whose answer was lost, retried with its Idempotency-Key through
+# another node: the old password no longer works, the key and the new
+# password make it the same change, which answers as it first did.
+cp "$T/pw" "$T/pw.old"
+pwbody="{\"password\": \"$PW-3\"}"
+c1=$(curl_api $F POST /api/v1/password -H 'Idempotency-Key: pw-retry-1' -d "$pwbody")
+[[ $c1 == 200 ]] || fail "password change: $c1 $(cat "$T/body")"
+printf '%s\n' "$PW-3" >"$T/pw"
+e0=$(epoch_of 1)
+for i in 1 2 3; do
+	code=$(curl -sS -o "$T/body" -w '%{http_code}' --cacert "$T/s1/pki/ca.crt" \
+		-u "admin:$(cat "$T/pw.old")" -X POST -H 'Idempotency-Key: pw-retry-1' \
+		-d "$pwbody" "https://localhost:$(api_port $i)/api/v1/password")
+	[[ $code == 200 ]] || fail "the retried password change on node $i: $code $(cat "$T/body")"
+done
+[[ $(epoch_of 1) == "$e0" ]] || fail "a retried password change changed the map"
 
 step "RF3 pool; an idempotent retry applies once"
 use 1
@@ -299,18 +315,27 @@ e0=$(epoch_of $L)
 "$CAIRN" node remove "$(id_of ${rest[0]} $L)" --wait >"$T/rm.out" 2>&1 && fail "a removal under RF3 on 3 nodes succeeded"
 grep -qi "too few" "$T/rm.out" || fail "no reason given: $(cat "$T/rm.out")"
 [[ $(epoch_of $L) == "$e0" ]] || fail "the refused removal changed the map"
+# Its task is kept by the leader, and its id names it: any node answers.
+tid=$(sed -n 's/^task \([0-9]*\):.*/\1/p' "$T/rm.out")
+[[ -n $tid ]] || fail "no task id in: $(cat "$T/rm.out")"
+use "${rest[1]}"
+"$CAIRN" task show "$tid" >"$T/task.out" 2>&1 && fail "a failed task shows as success"
+grep -q "failed" "$T/task.out" || fail "task $tid through node ${rest[1]}: $(cat "$T/task.out")"
 
 step "a 5th node joins; the leader is removed"
 tok=$("$CAIRN" node token) || fail "node token"
 start_node 5 --join "$API_URL" --token "$tok" $(new_node 5) || fail "node 5 join: $(tail -3 "$T/n5.log")"
 wait_nodes $L 4
 lid=$(id_of $L $L)
-use $L
+o=
+for i in $NODES; do [[ -n ${PID[$i]:-} && $i != "$L" && $i != 5 ]] && o=$i; done
+# Through a follower (not the node that just joined): the leader keeps the task, and the CLI polls it
+# through the follower while the leadership moves and the old leader
+# leaves the map (its task id names it; the map remembers its address).
+use $o
 "$CAIRN" node remove "$lid" --wait >"$T/rm.out" || fail "removing the leader: $(cat "$T/rm.out")"
 grep -q done "$T/rm.out" || fail "remove task: $(cat "$T/rm.out")"
 alive $L
-o=
-for i in $NODES; do [[ -n ${PID[$i]:-} && $i != "$L" ]] && o=$i; done
 wait_nodes $o 3
 nl=$(leader_index $o) || fail "no leader after removing the leader"
 [[ $nl != "$L" ]] || fail "the removed node still leads"
@@ -320,7 +345,57 @@ use $o
 "$CAIRN" vdisk create v4 --pool rf3 --size 1G >/dev/null || fail "vdisk create after removing the leader"
 code=$(curl_api $L POST /api/v1/pools -d '{"name": "late", "policy": {"replicas": 1}}')
 [[ $code == 410 ]] || fail "the removed leader took a write: $code $(cat "$T/body")"
+# The refused removal's task was kept by the removed leader: it still
+# answers for it, also through the others; once it is stopped they say
+# who kept it instead of a bare 404.
+use $o
+"$CAIRN" task show "$tid" >"$T/task.out" 2>&1 || true # failed: exit 1
+grep -q failed "$T/task.out" || fail "task $tid of the removed leader: $(cat "$T/task.out")"
+stop_node $L
+code=$(curl_api $o GET /api/v1/tasks/$tid)
+[[ $code == 503 ]] && grep -q node_unreachable "$T/body" ||
+	fail "task $tid of a stopped removed node through node $o: $code $(cat "$T/body")"
 for i in $NODES; do [[ -n ${PID[$i]:-} ]] && alive $i; done
+
+step "a node removed while it was down learns it when it comes back"
+use $o
+tok=$("$CAIRN" node token) || fail "node token"
+start_node 6 --join "$API_URL" --token "$tok" $(new_node 6) || fail "node 6 join: $(tail -3 "$T/n6.log")"
+wait_nodes $o 4
+sid=$(id_of 6 $o)
+# caught up (it knows the members and the credentials) before it stops
+e_now=$(epoch_of $o)
+ok=
+for _ in $(seq 150); do
+	e=$(status_of 6 epoch) || e=0
+	((e >= e_now)) && { ok=1; break; }
+	sleep 0.2
+done
+[[ -n $ok ]] || fail "node 6 stays at epoch $e < $e_now"
+stop_node 6
+use $o
+"$CAIRN" node remove "$sid" --wait >"$T/rm.out" || fail "removing the stopped node 6: $(cat "$T/rm.out")"
+grep -q done "$T/rm.out" || fail "remove task: $(cat "$T/rm.out")"
+wait_nodes $o 3
+# It never applied its node.leave; it asks the members of its map
+# (signed with its node key) and hears that it is not one any more.
+start_node 6 || fail "node 6 does not restart: $(tail -3 "$T/n6.log")"
+code=
+for _ in $(seq 100); do
+	code=$(curl_api 6 GET /api/v1/nodes) && [[ $code == 410 ]] && break
+	sleep 0.2
+done
+[[ $code == 410 ]] && grep -q node_removed "$T/body" ||
+	fail "node 6, removed while down, answers $code: $(cat "$T/body")"
+grep -q "while it was down" "$T/n6.log" || fail "node 6 does not say why: $(grep -v "^$" "$T/n6.log" | tail -8)"
+use $o
+"$CAIRN" vdisk create v5 --pool rf3 --size 1G >/dev/null || fail "node 6 disturbs the cluster"
+wait_nodes $o 3
+# A membership question without a valid node signature is refused.
+code=$(curl_api $o POST /api/v1/membership -H 'Content-Type: application/json' \
+	-d '{"id": 1, "name": "n1", "time": 0, "cert": "x", "sig": "x"}')
+[[ $code == 401 ]] || fail "an unsigned membership question: $code $(cat "$T/body")"
+alive 6
 
 step "clean stop"
 for i in $NODES; do [[ -n ${PID[$i]:-} ]] && kill -TERM "${PID[$i]}" 2>/dev/null; done

@@ -22,6 +22,8 @@ struct cluster {
 	json_t *map;
 	char leader_api[128]; /* follower mode when set (or no_leader) */
 	bool follower, no_quorum;
+	uint64_t self_id; /* this node's id in the map (1) */
+	bool removed;	  /* cluster_mark_removed was called */
 	unsigned remove_ms;
 	unsigned pending;
 	unsigned submitted; /* operations seen, for tests */
@@ -42,6 +44,7 @@ static struct cluster *fake_cluster_new(uv_loop_t *loop, int nodes)
 	struct cluster *c = calloc(1, sizeof(*c));
 	c->loop = loop;
 	c->remove_ms = 20;
+	c->self_id = 1;
 	c->map = cluster_map_new();
 	json_object_set_new(c->map, "name", json_string("fake"));
 	json_object_set_new(c->map, "epoch", json_integer(1));
@@ -184,12 +187,21 @@ void cluster_read(struct cluster *c, cluster_op_cb cb, void *arg)
 json_t *cluster_status(struct cluster *c)
 {
 	return json_pack(
-	    "{s:I, s:s, s:s, s:I, s:s?, s:I}", "id", (json_int_t)1, "name",
+	    "{s:I, s:s, s:s, s:I, s:s?, s:I, s:b}", "id", (json_int_t)c->self_id,
+	    "name",
 	    "node1", "state", c->follower ? "follower" : "leader", "leader",
-	    (json_int_t)(c->follower ? 2 : 1), "leader_api",
+	    (json_int_t)(c->follower ? (*c->leader_api ? 2 : 0) : 1),
+	    "leader_api",
 	    c->follower ? (*c->leader_api ? c->leader_api : NULL)
 			: "127.0.0.1:8443",
-	    "epoch", json_integer_value(json_object_get(c->map, "epoch")));
+	    "epoch", json_integer_value(json_object_get(c->map, "epoch")),
+	    "removed", c->removed);
+}
+
+void cluster_mark_removed(struct cluster *c, const char *who)
+{
+	(void)who;
+	c->removed = true;
 }
 
 bool cluster_is_leader(struct cluster *c)

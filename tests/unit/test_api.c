@@ -27,6 +27,7 @@
 #include "check.h"
 #include "fake_cluster.c"
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 
 int failures;
 
@@ -78,6 +79,7 @@ static void set_follower(void *addr)
 /* The leader for test_follower: a second server over its own fake, on the
  * same state dir, started now so that it reads the current credentials
  * (each server reads them once, at start). */
+static void set_node_api(void *addr);
 static void start_leader(void *arg)
 {
 	char err[256];
@@ -86,11 +88,36 @@ static void start_leader(void *arg)
 	json_object_set_new(E.fake2->map, "secrets",
 			    json_deep_copy(json_object_get(E.fake->map,
 							   "secrets")));
+	E.fake2->self_id = 2; /* its tasks are node 2's */
 	if (api_server_start(&E.loop, &E.cfg, E.fake2, &E.srv2, err,
-			     sizeof(err)))
+			     sizeof(err))) {
 		fprintf(stderr, "second server: %s\n", err);
-	else
-		E.port2 = api_server_port(E.srv2);
+		return;
+	}
+	E.port2 = api_server_port(E.srv2);
+	set_node_api(NULL);
+}
+
+/* Node 2's API address in the follower's map: the leader's (NULL),
+ * another address, "gone" (node 2 out of the map) or "back". */
+static void set_node_api(void *addr)
+{
+	static json_t *kept;
+	json_t *nodes = json_object_get(E.fake->map, "nodes");
+	char a[64];
+	const char *s = addr;
+	if (s && !strcmp(s, "gone")) {
+		kept = json_incref(json_object_get(nodes, "2"));
+		json_object_del(nodes, "2");
+		return;
+	}
+	if (s && !strcmp(s, "back")) {
+		json_object_set_new(nodes, "2", kept);
+		s = NULL;
+	}
+	snprintf(a, sizeof(a), "localhost:%d", E.port2);
+	json_object_set_new(json_object_get(nodes, "2"), "api",
+			    json_string(s && *s ? s : a));
 }
 
 /* A viewer token in the leader's map only. */
@@ -532,6 +559,11 @@ static const struct row rows[] = {
      201, true, S_PUBLIC},
     {"POST", "/api/v1/nodes/token", "{\"expires_in\": %d}", 201, false,
      S_NONE},
+    /* authenticated by a node certificate in the body, whoever calls */
+    {"POST", "/api/v1/membership",
+     "{\"id\": %d, \"name\": \"n\", \"time\": 0, \"cert\": \"x\", "
+     "\"sig\": \"x\"}",
+     401, true, S_PUBLIC},
 };
 
 static int uniq = 100;
@@ -993,6 +1025,36 @@ static void test_idempotent(void)
 	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/tokens", &o, &r), 409);
 	CHECK(r.body && strstr(r.body, "shown only once"));
 	resp_free(&r);
+	/* A password change retried after its answer was lost comes with
+	 * the old password, which no longer works: its key (remembered as
+	 * an auth.password) and its new password (the current one) make it
+	 * the same change, which gets its first answer. */
+	static const char pw_new[] = "idem-new-password-1";
+	char pb[64];
+	snprintf(pb, sizeof(pb), "{\"password\": \"%s\"}", pw_new);
+	o = (struct opts){.header = "Idempotency-Key: pw-idem", .body = pb};
+	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/password", &o, &r), 200);
+	resp_free(&r);
+	e = map_epoch();
+	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/password", &o, &r), 200);
+	CHECK(json_is_true(json_object_get(r.json, "changed")));
+	resp_free(&r);
+	CHECK_EQ(map_epoch(), e);
+	/* the same key with another password is not that change */
+	o.body = "{\"password\": \"another-password-2\"}";
+	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/password", &o, &r), 401);
+	resp_free(&r);
+	/* nor is the same body without the key */
+	o = (struct opts){.body = pb};
+	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/password", &o, &r), 401);
+	resp_free(&r);
+	/* a key remembered for another operation proves nothing */
+	o = (struct opts){.header = "Idempotency-Key: del-idem", .body = pb};
+	CHECK_EQ(http(W_ADMIN, "POST", "/api/v1/password", &o, &r), 401);
+	resp_free(&r);
+	CHECK_EQ(map_epoch(), e);
+	snprintf(cur_pw, sizeof(cur_pw), "%s", pw_new);
+	CHECK_EQ(call(W_ADMIN, "GET", "/api/v1/pools", NULL), 200);
 }
 
 /* ---- a follower ---- */
@@ -1072,13 +1134,32 @@ static void test_follower(void)
 	CHECK(!strncmp(loc, "/api/v1/tasks/", 14));
 	json_t *t = wait_task(loc);
 	CHECK(!strcmp(str_of(t, "state"), "done"));
+	/* its id names node 2, which kept it */
+	CHECK_EQ(json_integer_value(json_object_get(t, "id")) >> 32, 2);
 	json_decref(t);
-	/* The leader is gone. */
+	/* The leader is gone (another leads, or none): the task is still
+	 * asked of node 2, which keeps it. */
 	on_loop(set_follower, "127.0.0.1:1");
 	http(W_ADMIN, "GET", "/api/v1/pools", NULL, &r);
 	EXPECT(&r, 503);
 	CHECK(!strcmp(err_code(&r), "leader_unreachable"));
 	resp_free(&r);
+	t = wait_task(loc);
+	CHECK(!strcmp(str_of(t, "state"), "done"));
+	json_decref(t);
+	/* node 2 down: a clear 503; node 2 out of the map: 410 */
+	on_loop(set_node_api, "127.0.0.1:1");
+	http(W_VIEWER, "GET", loc, NULL, &r);
+	EXPECT(&r, 503);
+	CHECK(!strcmp(err_code(&r), "node_unreachable"));
+	CHECK(r.body && strstr(r.body, "node 2"));
+	resp_free(&r);
+	on_loop(set_node_api, "gone");
+	http(W_VIEWER, "GET", loc, NULL, &r);
+	EXPECT(&r, 410);
+	CHECK(!strcmp(err_code(&r), "task_node_gone"));
+	resp_free(&r);
+	on_loop(set_node_api, "back");
 
 	on_loop(set_follower, "");
 	CHECK_EQ(call(W_ADMIN, "GET", "/api/v1/pools", NULL), 503);
@@ -1091,6 +1172,146 @@ static void test_follower(void)
 	resp_free(&r);
 	on_loop(set_no_quorum, NULL);
 	CHECK_EQ(call(W_ADMIN, "GET", "/api/v1/pools", NULL), 200);
+}
+
+/* ---- membership: a node removed while it was down ---- */
+
+static void closed(void *arg);
+static struct api_server *asker;
+static struct cluster *fake3;
+static int asker_closed;
+
+static void node_files(int id, char *crt, char *k, size_t len)
+{
+	snprintf(crt, len, "%s/node-%d.crt", dir, id);
+	snprintf(k, len, "%s/node-%d.key", dir, id);
+}
+
+/* A node that knows no leader (fake3), whose own map lists node 1 at the
+ * first server's API: it asks whether it is still a member, signing with
+ * node-<id>'s key. */
+static void asker_start(void *arg)
+{
+	int id = *(int *)arg;
+	char err[256], crt[320], k[320], api[64];
+	node_files(id, crt, k, sizeof(crt));
+	fake3 = fake_cluster_new(&E.loop, 1);
+	fake3->self_id = (uint64_t)id;
+	fake_cluster_set_follower(fake3, "");
+	snprintf(api, sizeof(api), "localhost:%d", E.port);
+	json_object_set_new(json_object_get(json_object_get(fake3->map, "nodes"),
+					    "1"),
+			    "api", json_string(api));
+	struct api_config c = E.cfg;
+	c.node_cert_file = crt;
+	c.node_key_file = k;
+	if (api_server_start(&E.loop, &c, fake3, &asker, err, sizeof(err))) {
+		fprintf(stderr, "asker: %s\n", err);
+		asker = NULL;
+	}
+}
+
+static void asker_removed(void *out)
+{
+	*(bool *)out = fake3->removed;
+}
+
+static void asker_stop(void *arg)
+{
+	(void)arg;
+	api_server_close(asker, closed, &asker_closed);
+}
+
+static void asker_free(void *arg)
+{
+	(void)arg;
+	fake_cluster_free(fake3);
+}
+
+/* The body a node sends: membership.c's message, signed by its key. */
+static char *membership_body(int id, int cert_id, const char *name,
+			     long long t)
+{
+	char crt[320], k[320], msg[192], sig64[256];
+	unsigned char sig[128];
+	size_t slen = sizeof(sig);
+	node_files(cert_id, crt, k, sizeof(crt));
+	snprintf(msg, sizeof(msg), "cairn-membership-v1\n%d\n%s\n%lld", id,
+		 name, t);
+	FILE *f = fopen(k, "r");
+	EVP_PKEY *pk = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	if (f)
+		fclose(f);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	CHECK(pk && md &&
+	      EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pk) == 1 &&
+	      EVP_DigestSign(md, sig, &slen, (unsigned char *)msg,
+			     strlen(msg)) == 1);
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(pk);
+	EVP_EncodeBlock((unsigned char *)sig64, sig, (int)slen);
+	char *pem = pki_read_file(crt);
+	json_t *b = json_pack("{s:i, s:s, s:I, s:s, s:s}", "id", id, "name",
+			      name, "time", (json_int_t)t, "cert", pem ?: "",
+			      "sig", sig64);
+	char *out = json_dumps(b, JSON_COMPACT);
+	json_decref(b);
+	free(pem);
+	return out;
+}
+
+static void test_membership(void)
+{
+	char cadir[300], err[256];
+	snprintf(cadir, sizeof(cadir), "%s/ca", dir);
+	CHECK(!pki_cert_issue(cadir, "node-1", dir, 0, 30, err, sizeof(err)));
+	CHECK(!pki_cert_issue(cadir, "node-9", dir, 0, 30, err, sizeof(err)));
+	/* The answering side: a signed question, answered from the map
+	 * read through the leader; no credentials needed. */
+	struct resp r;
+	long long now = (long long)time(NULL);
+	char *b = membership_body(1, 1, "node1", now);
+	http(W_NONE, "POST", "/api/v1/membership", &(struct opts){.body = b},
+	     &r);
+	EXPECT(&r, 200);
+	CHECK(json_is_true(json_object_get(r.json, "member")));
+	resp_free(&r);
+	free(b);
+	b = membership_body(9, 9, "node9", now);
+	http(W_NONE, "POST", "/api/v1/membership", &(struct opts){.body = b},
+	     &r);
+	EXPECT(&r, 200);
+	CHECK(json_is_false(json_object_get(r.json, "member")));
+	resp_free(&r);
+	free(b);
+	/* id 1 under node 9's certificate; a stale time: refused */
+	b = membership_body(1, 9, "node1", now);
+	CHECK_EQ(call(W_NONE, "POST", "/api/v1/membership", b), 401);
+	free(b);
+	b = membership_body(1, 1, "node1", now - 3600);
+	CHECK_EQ(call(W_NONE, "POST", "/api/v1/membership", b), 401);
+	free(b);
+	/* The asking side: node 9, out of the first server's map, learns
+	 * that it was removed (fake3 is told so). */
+	int id = 9;
+	on_loop(asker_start, &id);
+	CHECK(asker != NULL);
+	bool removed = false;
+	for (int i = 0; i < 2000 && asker && !removed; i++) {
+		on_loop(asker_removed, &removed);
+		if (!removed)
+			usleep(5000);
+	}
+	CHECK(removed);
+	if (asker) {
+		on_loop(asker_stop, NULL);
+		for (int i = 0; i < 2000 && !__atomic_load_n(&asker_closed,
+							       __ATOMIC_SEQ_CST);
+		     i++)
+			usleep(1000);
+		CHECK_EQ(__atomic_load_n(&asker_closed, __ATOMIC_SEQ_CST), 1);
+	}
+	on_loop(asker_free, NULL);
 }
 
 /* ---- metrics, OpenAPI ---- */
@@ -1441,6 +1662,7 @@ static void *client_main(void *arg)
 		{"tasks", test_tasks},
 		{"idempotent", test_idempotent},
 		{"follower", test_follower},
+		{"membership", test_membership},
 		{"metrics, openapi", test_docs},
 		{"cli", test_cli},
 	};

@@ -160,6 +160,9 @@ static void test_remove(void)
 	CHECK(json_is_true(json_object_get(n3, "leaving")));
 	CHECK_EQ(apply(m, "{\"op\":\"node.remove\",\"id\":3}"), 0);
 	CHECK_EQ(json_object_size(json_object_get(m, "nodes")), 2);
+	/* remembered with its API address (its tasks can still be asked) */
+	json_t *l3 = json_object_get(json_object_get(m, "left"), "3");
+	CHECK(json_is_string(json_object_get(l3, "api")));
 	json_decref(m);
 }
 
