@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "http_body.h"
 
 struct api_fwd {
 	struct api_server *srv;
@@ -37,8 +38,7 @@ struct fwd_req {
 	struct curl_slist *hdrs;
 	char *body;
 	size_t body_len;
-	char *resp;
-	size_t resp_len;
+	struct http_body resp; /* at most 4 * API_MAX_BODY */
 	char ctype[128];
 	char location[512];
 	char err[CURL_ERROR_SIZE];
@@ -87,9 +87,9 @@ static void fwd_finish(struct api_fwd *f, CURL *easy, CURLcode rc)
 		}
 		api_reply_text(call, (int)code,
 			       r->ctype[0] ? r->ctype : "application/json",
-			       r->resp ? r->resp : "", r->resp_len);
+			       r->resp.data ? r->resp.data : "", r->resp.len);
 	}
-	free(r->resp);
+	free(r->resp.data);
 	free(r);
 }
 
@@ -220,22 +220,6 @@ void api_fwd_free(struct api_fwd *f)
 	free(f);
 }
 
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-	struct fwd_req *r = arg;
-	size_t len = sz * n;
-	if (r->resp_len + len > 4 * API_MAX_BODY)
-		return 0; /* a leader that answers more is broken */
-	char *b = realloc(r->resp, r->resp_len + len + 1);
-	if (!b)
-		return 0;
-	memcpy(b + r->resp_len, p, len);
-	r->resp = b;
-	r->resp_len += len;
-	b[r->resp_len] = 0;
-	return len;
-}
-
 static void header_value(const char *p, size_t len, size_t skip, char *out,
 			 size_t outlen)
 {
@@ -268,6 +252,7 @@ int api_fwd_start(struct api_fwd *f, struct api_call *call, const char *leader)
 	if (!r)
 		return -ENOMEM;
 	r->call = call;
+	r->resp.max = 4 * API_MAX_BODY; /* a leader that answers more is broken */
 	r->easy = curl_easy_init();
 	char url[1024], line[600];
 	snprintf(url, sizeof(url), "https://%s%.*s", leader, (int)req->path.len,
@@ -324,8 +309,8 @@ int api_fwd_start(struct api_fwd *f, struct api_call *call, const char *leader)
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->resp);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->err);

@@ -27,14 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_body.h"
 #include "size.h"
 
 static bool opt_json;
-
-struct buf {
-	char *p;
-	size_t n;
-};
 
 static void die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
@@ -89,19 +85,6 @@ static void usage(FILE *f)
 	      "  ADMIN_PASSWORD_FILE  file holding the admin password, or\n"
 	      "  API_TOKEN            a token from `cairn token create`\n",
 	      f);
-}
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-	struct buf *b = arg;
-	char *q = realloc(b->p, b->n + sz * n + 1);
-	if (!q)
-		return 0;
-	memcpy(q + b->n, p, sz * n);
-	b->p = q;
-	b->n += sz * n;
-	q[b->n] = 0;
-	return sz * n;
 }
 
 static char *read_password_file(const char *path)
@@ -188,7 +171,7 @@ static long api(const char *method, const char *path, json_t *body,
 		nurls += *p == ',';
 	CURLcode rc = CURLE_OK;
 	long code = 0;
-	struct buf b = {0};
+	struct http_body b = {.max = 64u << 20};
 	unsigned delay_ms = 250;
 	for (unsigned attempt = 0;; attempt++) {
 		/* the (attempt % nurls)-th URL of the list */
@@ -202,11 +185,11 @@ static long api(const char *method, const char *path, json_t *body,
 		CURL *c = curl_easy_init();
 		struct curl_slist *h = NULL;
 		errbuf[0] = 0;
-		free(b.p);
-		b = (struct buf){0};
+		free(b.data);
+		b = (struct http_body){.max = 64u << 20};
 		curl_easy_setopt(c, CURLOPT_URL, full);
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body_write);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 		curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
@@ -248,7 +231,7 @@ static long api(const char *method, const char *path, json_t *body,
 		curl_slist_free_all(h);
 		curl_easy_cleanup(c);
 		json_error_t e;
-		*out = (rc == CURLE_OK && b.p) ? json_loads(b.p, 0, &e) : NULL;
+		*out = (rc == CURLE_OK && b.data) ? json_loads(b.data, 0, &e) : NULL;
 		if (attempt + 1 >= API_ATTEMPTS || !retryable(rc, code, *out))
 			break;
 		json_decref(*out);
@@ -263,7 +246,7 @@ static long api(const char *method, const char *path, json_t *body,
 	}
 	free(bs);
 	if (rc != CURLE_OK) {
-		free(b.p);
+		free(b.data);
 		die("%s: %s", full,
 		    errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	}
@@ -279,7 +262,7 @@ static long api(const char *method, const char *path, json_t *body,
 			    code);
 		die("the server answered HTTP %ld without JSON", code);
 	}
-	free(b.p);
+	free(b.data);
 	return code;
 }
 

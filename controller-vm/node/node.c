@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "http_body.h"
 #include "log.h"
 #include "util.h"
 
@@ -80,27 +81,6 @@ static int node__write(const char *path, const char *text, mode_t mode)
 
 /* ---- HTTPS to the cluster we join --------------------------------------- */
 
-struct node__buf {
-	char *data;
-	size_t len;
-};
-
-static size_t node__on_body(char *p, size_t sz, size_t n, void *arg)
-{
-	struct node__buf *b = arg;
-	size_t add = sz * n;
-	if (b->len + add > (1u << 20))
-		return 0; /* a join answer is a few KiB */
-	char *d = realloc(b->data, b->len + add + 1);
-	if (!d)
-		return 0;
-	memcpy(d + b->len, p, add);
-	b->data = d;
-	b->len += add;
-	d[b->len] = 0;
-	return add;
-}
-
 /* One blocking HTTPS request (start-up only). ca NULL: the server is not
  * verified by the TLS stack; the caller checks what it got instead. */
 static int node__https(const char *url, const char *body, const char *ca,
@@ -109,11 +89,11 @@ static int node__https(const char *url, const char *body, const char *ca,
 	CURL *c = curl_easy_init();
 	if (!c)
 		return -ENOMEM;
-	struct node__buf b = {0};
+	struct http_body b = {.max = 1u << 20}; /* a join answer is a few KiB */
 	struct curl_slist *h =
 		curl_slist_append(NULL, "Content-Type: application/json");
 	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, node__on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);

@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "hmap.h"
+#include "http_body.h"
 #include "util.h"
 
 #define LC_NAME_MAX 64
@@ -973,27 +974,6 @@ struct lc_worker {
 	size_t counts[3], definite;
 };
 
-struct lc_body {
-	char *data;
-	size_t len;
-};
-
-static size_t lc_on_body(char *p, size_t sz, size_t n, void *arg)
-{
-	struct lc_body *b = arg;
-	size_t add = sz * n;
-	if (b->len + add > (4u << 20))
-		return 0;
-	char *d = realloc(b->data, b->len + add + 1);
-	if (!d)
-		return 0;
-	memcpy(d + b->len, p, add);
-	d[b->len + add] = 0;
-	b->data = d;
-	b->len += add;
-	return add;
-}
-
 /* One request; the record gets status, code, inv and ret. Returns the
  * parsed body (or NULL). */
 static json_t *lc_request(struct lc_worker *w, CURL *c, const char *method,
@@ -1001,14 +981,14 @@ static json_t *lc_request(struct lc_worker *w, CURL *c, const char *method,
 {
 	struct lc_run *r = w->run;
 	char url[512];
-	struct lc_body b = {0};
+	struct http_body b = {.max = 4u << 20};
 	struct curl_slist *h = NULL, *ct = NULL;
 	snprintf(url, sizeof(url), "%s%s", r->url, path);
 	ct = curl_slist_append(NULL, r->connect_to);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CONNECT_TO, ct);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, lc_on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_CAINFO, r->ca);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
