@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,25 @@ struct rtls {
 };
 
 static int rtls__link(struct rtls_proxy *p);
+
+/* A partition drops packets rather than refusing them, so without limits a
+ * connect started during one waits out the kernel's SYN retries (~2 min,
+ * then the retries after a heal come 8, 16, 32 s apart) and a connection
+ * cut silently keeps queueing until the retransmission timeout (~15 min):
+ * a healed partition would take that long to rejoin. So: two SYN retries
+ * (a connect fails after ~7 s and libraft tries again) and 5 s for data to
+ * be acknowledged (heartbeats flow every election timeout / 10). */
+#define RTLS_SYN_RETRIES 2
+#define RTLS_USER_TIMEOUT_MS 5000
+
+static void rtls__tcp_limits(int fd)
+{
+	int syn = RTLS_SYN_RETRIES, ut = RTLS_USER_TIMEOUT_MS;
+	/* Best effort: without them the connection still works, slower to
+	 * notice a cut. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &syn, sizeof(syn));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+}
 
 static int rtls__parse_addr(const char *a, struct sockaddr_in *out)
 {
@@ -333,8 +354,14 @@ static void rtls__on_conn(uv_stream_t *l, int status)
 	struct rtls_proxy *p = rtls__proxy(t, false);
 	if (!p)
 		return;
-	if (uv_accept(l, (uv_stream_t *)tls_conn_tcp(p->tc)) ||
-	    tls_conn_start(p->tc))
+	uv_os_fd_t fd;
+	if (uv_accept(l, (uv_stream_t *)tls_conn_tcp(p->tc))) {
+		rtls__kill(p);
+		return;
+	}
+	if (!uv_fileno((uv_handle_t *)tls_conn_tcp(p->tc), &fd))
+		rtls__tcp_limits(fd);
+	if (tls_conn_start(p->tc))
 		rtls__kill(p);
 }
 
@@ -392,8 +419,17 @@ static int rtls_connect(struct raft_uv_transport *rt,
 	snprintf(want, sizeof(want), "node-%" PRIu64, (uint64_t)id);
 	tls_conn_expect_peer(p->tc, want);
 	c->data = p;
-	if (uv_tcp_connect(c, tls_conn_tcp(p->tc), (struct sockaddr *)&a,
-			   rtls__connected)) {
+	/* Our own socket, so that the limits apply to the connect too. */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		rtls__tcp_limits(fd);
+		if (uv_tcp_open(tls_conn_tcp(p->tc), fd)) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd < 0 || uv_tcp_connect(c, tls_conn_tcp(p->tc),
+				     (struct sockaddr *)&a, rtls__connected)) {
 		free(c);
 		p->req = NULL; /* reported by the return value instead */
 		rtls__kill(p);
