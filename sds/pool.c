@@ -278,6 +278,7 @@ static void sds_pool__free(struct sds_pool *p)
 	sds_meta_close(&p->meta);
 	free(p->free_cur);
 	free(p->free_committing);
+	free(p->ext_sort);
 	free(p->dir);
 	free(p);
 }
@@ -304,6 +305,7 @@ int sds_pool_open(uv_loop_t *loop, const char *dir,
 		p->disks[i].fd = -1;
 	TAILQ_INIT(&p->vds);
 	TAILQ_INIT(&p->lru);
+	TAILQ_INIT(&p->ext_dirty);
 	TAILQ_INIT(&p->runq);
 	TAILQ_INIT(&p->locked);
 	TAILQ_INIT(&p->lock_waiters);
