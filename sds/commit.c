@@ -130,13 +130,6 @@ static void sds_commit__put_counts(rocksdb_writebatch_t *b, char tag,
 	hmap_free(dirty);
 }
 
-static int sds_commit__cmp_extent(const void *a, const void *b)
-{
-	const struct sds_extent *x = *(struct sds_extent *const *)a;
-	const struct sds_extent *y = *(struct sds_extent *const *)b;
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
 static void sds_commit__put_extent(struct sds_pool *p, struct sds_extent *e,
 				   rocksdb_writebatch_t *b)
 {
@@ -154,39 +147,13 @@ static void sds_commit__put_extent(struct sds_pool *p, struct sds_extent *e,
 	e->saved_gen = p->cur_gen;
 }
 
-/* The dirty extents' shards, from the list of what is dirty (never a scan
- * of the cache), in key order: RocksDB inserts a batch into its memtable
- * skip list key after key, each search starting from the previous key's
- * position, so sorted keys under random writes each walk only the gap from
- * the previous one instead of the whole list. Out of memory for the sort
- * array, they go in list order (correct, slower). */
+/* The dirty extents' shards, from the list of what is dirty: never a scan
+ * of the cache, which this ran once per loop turn in log mode. */
 static void sds_commit__put_extents(struct sds_pool *p, rocksdb_writebatch_t *b)
 {
-	size_t n = 0;
 	struct sds_extent *e;
-	TAILQ_FOREACH(e, &p->ext_dirty, dirty_link)
-		n++;
-	if (!n)
-		return;
-	if (n > p->cap_ext_sort) {
-		size_t cap = MAX(n, 2 * p->cap_ext_sort);
-		struct sds_extent **a = realloc(p->ext_sort, cap * sizeof(*a));
-		if (a) {
-			p->ext_sort = a;
-			p->cap_ext_sort = cap;
-		}
-	}
-	if (n > p->cap_ext_sort) {
-		while ((e = TAILQ_FIRST(&p->ext_dirty)) != NULL)
-			sds_commit__put_extent(p, e, b);
-		return;
-	}
-	size_t i = 0;
-	TAILQ_FOREACH(e, &p->ext_dirty, dirty_link)
-		p->ext_sort[i++] = e;
-	qsort(p->ext_sort, n, sizeof(*p->ext_sort), sds_commit__cmp_extent);
-	for (i = 0; i < n; i++)
-		sds_commit__put_extent(p, p->ext_sort[i], b);
+	while ((e = TAILQ_FIRST(&p->ext_dirty)) != NULL)
+		sds_commit__put_extent(p, e, b);
 }
 
 /* Serializes everything dirty. A log batch (log = true) leaves the

@@ -278,7 +278,6 @@ static void sds_pool__free(struct sds_pool *p)
 	sds_meta_close(&p->meta);
 	free(p->free_cur);
 	free(p->free_committing);
-	free(p->ext_sort);
 	free(p->dir);
 	free(p);
 }

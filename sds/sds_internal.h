@@ -347,8 +347,6 @@ struct sds_pool {
 	struct sds_extentq lru;
 	/* Extents with dirty shards: a batch walks these, never the cache. */
 	struct sds_extentq ext_dirty;
-	struct sds_extent **ext_sort; /* commit.c: ext_dirty in key order */
-	size_t cap_ext_sort;
 	size_t ncached;
 	struct hmap ext_rc;     /* id -> refcount, only when > 1 */
 	struct hmap ext_rc_dirty;
