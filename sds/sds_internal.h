@@ -136,10 +136,15 @@ struct sds_meta {
 	rocksdb_readoptions_t *ropts;
 	rocksdb_writeoptions_t *wopts_sync;
 	rocksdb_writeoptions_t *wopts_nosync;
+	rocksdb_flushoptions_t *fopts; /* inplace: no wait */
+	bool inplace;        /* values updated in place in the memtable */
+	uint64_t wal_bytes;  /* inplace: written since the last flush */
 };
 
+/* inplace: only for a pool whose every RocksDB write and read runs on the
+ * loop thread (log mode); meta.c explains. */
 int sds_meta_open(struct sds_meta *m, const char *path, bool create,
-		  char *err, size_t errlen);
+		  bool inplace, char *err, size_t errlen);
 void sds_meta_close(struct sds_meta *m);
 /* Returns the value (malloc'd, *len set), or NULL when absent or on error
  * (*len = 0 absent, *len = SIZE_MAX error). */
