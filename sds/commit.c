@@ -79,7 +79,8 @@ static void sds_commit__put_vd(struct sds_vd *vd, rocksdb_writebatch_t *b)
 		vd->rec_dirty = false;
 	}
 	uint8_t v[SDS_MAP_CHUNK * 8];
-	for (uint64_t c = 0; c < nchunks; c++) {
+	/* A 1 TiB vdisk has 2048 chunks: scan them only when one changed. */
+	for (uint64_t c = 0; vd->maps_dirty && c < nchunks; c++) {
 		if (!vd->map_dirty[c])
 			continue;
 		vd->map_dirty[c] = 0;
@@ -99,6 +100,7 @@ static void sds_commit__put_vd(struct sds_vd *vd, rocksdb_writebatch_t *b)
 		if (c + 1 > vd->map_chunks_on_disk)
 			vd->map_chunks_on_disk = c + 1;
 	}
+	vd->maps_dirty = false;
 	for (uint64_t c = nchunks; c < vd->map_chunks_on_disk; c++) {
 		kl = sds_key_u64_u32(k, SDS_K_MAP, vd->id, (uint32_t)c);
 		rocksdb_writebatch_delete(b, (const char *)k, kl);
@@ -128,6 +130,32 @@ static void sds_commit__put_counts(rocksdb_writebatch_t *b, char tag,
 	hmap_free(dirty);
 }
 
+static void sds_commit__put_extent(struct sds_pool *p, struct sds_extent *e,
+				   rocksdb_writebatch_t *b)
+{
+	uint8_t k[10], ev[SDS_SHARD_VALUE_LEN];
+	for (unsigned s = 0; s < SDS_EXTENT_SHARDS; s++) {
+		if (!(e->dirty & (1u << s)))
+			continue;
+		sds_extent_encode_shard(e, s, ev);
+		size_t kl = sds_key_shard(k, e->id, s);
+		rocksdb_writebatch_put(b, (const char *)k, kl,
+				       (const char *)ev, sizeof(ev));
+	}
+	TAILQ_REMOVE(&p->ext_dirty, e, dirty_link);
+	e->dirty = 0;
+	e->saved_gen = p->cur_gen;
+}
+
+/* The dirty extents' shards, from the list of what is dirty: never a scan
+ * of the cache, which this ran once per loop turn in log mode. */
+static void sds_commit__put_extents(struct sds_pool *p, rocksdb_writebatch_t *b)
+{
+	struct sds_extent *e;
+	while ((e = TAILQ_FIRST(&p->ext_dirty)) != NULL)
+		sds_commit__put_extent(p, e, b);
+}
+
 /* Serializes everything dirty. A log batch (log = true) leaves the
  * allocation bitmaps dirty for the group commit: they are 4 KiB records,
  * and writing one per loop turn made RocksDB ingest ~20 MB/s and flush
@@ -154,23 +182,8 @@ static rocksdb_writebatch_t *sds_commit__build(struct sds_pool *p, bool log)
 			free(vd);
 		}
 	}
-	uint8_t ev[SDS_SHARD_VALUE_LEN];
+	sds_commit__put_extents(p, b);
 	uint64_t id, val;
-	for (size_t pos = 0; hmap_next(&p->ext_cache, &pos, &id, &val);) {
-		struct sds_extent *e = (struct sds_extent *)(uintptr_t)val;
-		for (unsigned s = 0; e->dirty && s < SDS_EXTENT_SHARDS; s++) {
-			if (!(e->dirty & (1u << s)))
-				continue;
-			sds_extent_encode_shard(e, s, ev);
-			kl = sds_key_shard(k, e->id, s);
-			rocksdb_writebatch_put(b, (const char *)k, kl,
-					       (const char *)ev, sizeof(ev));
-		}
-		if (e->dirty) {
-			e->dirty = 0;
-			e->saved_gen = p->cur_gen;
-		}
-	}
 	for (size_t pos = 0; hmap_next(&p->ext_dead, &pos, &id, &val);) {
 		uint8_t end[10];
 		sds_key_shard(k, id, 0);

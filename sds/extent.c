@@ -113,6 +113,8 @@ struct sds_extent *sds_extent_new(struct sds_pool *p)
 void sds_extent_mark_dirty(struct sds_pool *p, struct sds_extent *e,
 			   unsigned idx)
 {
+	if (!e->dirty)
+		TAILQ_INSERT_TAIL(&p->ext_dirty, e, dirty_link);
 	e->dirty |= idx >= SDS_EXTENT_BLOCKS
 		? SDS_SHARDS_ALL
 		: (uint16_t)(1u << (idx / SDS_SHARD_BLOCKS));
@@ -145,6 +147,8 @@ static void sds_extent__drop(struct sds_pool *p, struct sds_extent *e)
 {
 	hmap_del(&p->ext_cache, e->id);
 	TAILQ_REMOVE(&p->lru, e, lru);
+	if (e->dirty)
+		TAILQ_REMOVE(&p->ext_dirty, e, dirty_link);
 	p->ncached--;
 	free(e);
 }

@@ -112,7 +112,7 @@ int sds_pool_format(const char *dir, const char *const *disks,
 	char path[4096];
 	sds_pool__meta_path(dir, path, sizeof(path));
 	struct sds_meta m;
-	if ((rc = sds_meta_open(&m, path, true, err, errlen)))
+	if ((rc = sds_meta_open(&m, path, true, false, err, errlen)))
 		goto out;
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 	/* The superblock: what commit.c writes, with empty counters. */
@@ -304,6 +304,7 @@ int sds_pool_open(uv_loop_t *loop, const char *dir,
 		p->disks[i].fd = -1;
 	TAILQ_INIT(&p->vds);
 	TAILQ_INIT(&p->lru);
+	TAILQ_INIT(&p->ext_dirty);
 	TAILQ_INIT(&p->runq);
 	TAILQ_INIT(&p->locked);
 	TAILQ_INIT(&p->lock_waiters);
@@ -317,7 +318,8 @@ int sds_pool_open(uv_loop_t *loop, const char *dir,
 	p->gc_timer.data = p;
 	char path[4096];
 	sds_pool__meta_path(dir, path, sizeof(path));
-	int rc = p->dir ? sds_meta_open(&p->meta, path, false, err, errlen)
+	int rc = p->dir ? sds_meta_open(&p->meta, path, false, p->log_mode, err,
+						 errlen)
 			: -ENOMEM;
 	if (!rc)
 		rc = sds_pool__load(p, err, errlen);

@@ -136,10 +136,15 @@ struct sds_meta {
 	rocksdb_readoptions_t *ropts;
 	rocksdb_writeoptions_t *wopts_sync;
 	rocksdb_writeoptions_t *wopts_nosync;
+	rocksdb_flushoptions_t *fopts; /* inplace: no wait */
+	bool inplace;        /* values updated in place in the memtable */
+	uint64_t wal_bytes;  /* inplace: written since the last flush */
 };
 
+/* inplace: only for a pool whose every RocksDB write and read runs on the
+ * loop thread (log mode); meta.c explains. */
 int sds_meta_open(struct sds_meta *m, const char *path, bool create,
-		  char *err, size_t errlen);
+		  bool inplace, char *err, size_t errlen);
 void sds_meta_close(struct sds_meta *m);
 /* Returns the value (malloc'd, *len set), or NULL when absent or on error
  * (*len = 0 absent, *len = SIZE_MAX error). */
@@ -184,6 +189,7 @@ struct sds_extent {
 	uint64_t saved_gen;  /* commit generation that carries the last change */
 	uint16_t dirty;      /* shards changed since the last commit */
 	TAILQ_ENTRY(sds_extent) lru;
+	TAILQ_ENTRY(sds_extent) dirty_link; /* on pool->ext_dirty iff dirty */
 	struct sds_blkent blk[SDS_EXTENT_BLOCKS];
 };
 TAILQ_HEAD(sds_extentq, sds_extent);
@@ -233,6 +239,7 @@ struct sds_vd {
 	uint64_t nvb;        /* map slots (1 MiB each) */
 	uint64_t *map;       /* extent id per slot, 0 = unwritten */
 	uint8_t *map_dirty;  /* per SDS_MAP_CHUNK slots */
+	bool maps_dirty;     /* some map_dirty[] set: a batch scans them */
 	uint64_t map_chunks_on_disk; /* chunks written before: deleted on shrink */
 	bool rec_dirty;
 	bool removed;        /* fully released: delete its records */
@@ -343,6 +350,8 @@ struct sds_pool {
 	struct sds_vdq vds;
 	struct hmap ext_cache;  /* id -> struct sds_extent * */
 	struct sds_extentq lru;
+	/* Extents with dirty shards: a batch walks these, never the cache. */
+	struct sds_extentq ext_dirty;
 	size_t ncached;
 	struct hmap ext_rc;     /* id -> refcount, only when > 1 */
 	struct hmap ext_rc_dirty;

@@ -42,6 +42,7 @@ void sds_vd_map_set(struct sds_pool *p, struct sds_vd *vd, uint64_t vb,
 {
 	vd->map[vb] = eid;
 	vd->map_dirty[vb / SDS_MAP_CHUNK] = 1;
+	vd->maps_dirty = true;
 	sds_commit_mark(p);
 }
 
@@ -406,6 +407,7 @@ int sds_vdisk_resize(struct sds_pool *p, const char *name, uint64_t size)
 	}
 	vd->map = map;
 	vd->map_dirty = dirty;
+	vd->maps_dirty = true;
 	vd->nvb = nvb;
 	vd->size = size;
 	vd->rec_dirty = true;
