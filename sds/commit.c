@@ -340,7 +340,7 @@ static void sds_commit__start(struct sds_pool *p)
 	p->dirty = false;
 	p->logged = false;
 	int wst = 0;
-	if (p->log_mode) {
+	if (p->opts.log) {
 		/* In order with the log's batches, on this thread; the worker
 		 * then syncs the WAL after the data (see the top). */
 		if (rocksdb_writebatch_count(b) > 0)
@@ -448,7 +448,7 @@ static void sds_commit__on_check(uv_check_t *h)
  * phase shares one WAL write. */
 void sds_commit_log_wait(struct sds_pool *p, struct sds_req *r)
 {
-	if (!p->log_mode) {
+	if (!p->opts.log) {
 		sds_commit_wait(p, r); /* not a log-mode pool: as FUA */
 		return;
 	}

@@ -310,7 +310,7 @@ static void io__alloc_and_write(struct sds_req *r)
 				r->data + s->blk * SDS_BLOCK_SIZE,
 				s->n * SDS_BLOCK_SIZE,
 				pba_block(s->pba) * SDS_BLOCK_SIZE,
-				p->log_mode ? RWF_DSYNC : 0);
+				p->opts.log ? RWF_DSYNC : 0);
 	}
 }
 

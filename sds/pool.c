@@ -295,7 +295,6 @@ int sds_pool_open(uv_loop_t *loop, const char *dir,
 	p->dir = strdup(dir);
 	if (opts)
 		p->opts = *opts;
-	p->log_mode = p->opts.log;
 	if (!p->opts.commit_interval_ms)
 		p->opts.commit_interval_ms = SDS_DEFAULT_COMMIT_MS;
 	if (!p->opts.cache_extents)
@@ -318,7 +317,7 @@ int sds_pool_open(uv_loop_t *loop, const char *dir,
 	p->gc_timer.data = p;
 	char path[4096];
 	sds_pool__meta_path(dir, path, sizeof(path));
-	int rc = p->dir ? sds_meta_open(&p->meta, path, false, p->log_mode, err,
+	int rc = p->dir ? sds_meta_open(&p->meta, path, false, p->opts.log, err,
 						 errlen)
 			: -ENOMEM;
 	if (!rc)

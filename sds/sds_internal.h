@@ -374,8 +374,6 @@ struct sds_pool {
 	struct sds_reqq log_waiters;     /* SDS_IO_LOGGED */
 	uv_check_t log_check;            /* writes the log after the poll */
 	bool logged; /* unsynced log batches: the next commit must sync */
-	bool log_mode; /* opts.log: batches written on the loop, the commit
-			* worker syncs the WAL, data written RWF_DSYNC */
 	bool log_marked; /* the L key is on record (commit.c) */
 	char commit_err[256];
 
