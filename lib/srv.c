@@ -152,6 +152,28 @@ void srv_conn_add(struct srv *s, struct srv_conn *c)
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 }
 
+int srv_conn_accept(struct srv *s, struct srv_conn *c, uv_tcp_t *tcp,
+		    char *peer, size_t peerlen,
+		    void (*discard)(struct srv_conn *c))
+{
+	int rc = uv_tcp_init(s->loop, tcp);
+	if (rc < 0) {
+		discard(c);
+		return rc;
+	}
+	srv_conn_add(s, c);
+	rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)tcp);
+	if (rc < 0) {
+		s->ops->shutdown(c, true);
+		return rc;
+	}
+	uv_tcp_nodelay(tcp, 1);
+	srv_addr(tcp, true, true, peer, peerlen);
+	log_debug(s->ops->name, "conn %llu from %s", (unsigned long long)c->id,
+		  peer);
+	return 0;
+}
+
 void srv_conn_gone(struct srv *s, struct srv_conn *c)
 {
 	TAILQ_REMOVE(&s->conns, c, link);

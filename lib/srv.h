@@ -77,13 +77,23 @@ void srv_close(struct srv *s, unsigned grace_ms, void (*cb)(void *arg),
 	       void *arg);
 
 void srv_conn_add(struct srv *s, struct srv_conn *c);
+/* The accept sequence of ops->accept, after the owner has allocated its
+ * connection c with its handle tcp beside it: initialises tcp, adds c
+ * (srv_conn_add), accepts the connection waiting on s->listener, turns
+ * Nagle's algorithm off (both protocols want small responses out at once)
+ * and writes the peer's "HOST:PORT" in peer. 0, or -errno: when tcp could
+ * not be initialised c is not added and discard(c) frees it; once it is,
+ * ops->shutdown(c, true) closes it like any other connection (its close
+ * callback frees it). */
+int srv_conn_accept(struct srv *s, struct srv_conn *c, uv_tcp_t *tcp,
+		    char *peer, size_t peerlen,
+		    void (*discard)(struct srv_conn *c));
 void srv_conn_gone(struct srv *s, struct srv_conn *c);
 /* ops->flush runs for every connection before the loop next blocks. */
 void srv_want_flush(struct srv *s);
 
 /* "HOST:PORT" ("[V6]:PORT"), or "HOST" / "[V6]" without the port, of the
  * peer (peer=true) or of our end of a connection. */
-void srv_addr(uv_tcp_t *tcp, bool peer, bool with_port, char *out,
-	      size_t len);
+void srv_addr(uv_tcp_t *tcp, bool peer, bool with_port, char *out, size_t len);
 
 #endif

@@ -385,6 +385,14 @@ static void nbd_conn_update_reading(struct nbd_conn *c)
 	c->reading = want;
 }
 
+/* srv_conn_accept's discard: the handle was never initialised. */
+static void nbd_conn_discard(struct srv_conn *base)
+{
+	struct nbd_conn *c = container_of(base, struct nbd_conn, base);
+	free(c->rbuf);
+	free(c);
+}
+
 int nbd_conn_accept(struct srv *net)
 {
 	struct nbd_server *srv = container_of(net, struct nbd_server, net);
@@ -398,24 +406,12 @@ int nbd_conn_accept(struct srv *net)
 	c->srv = srv;
 	c->rbuf = rbuf;
 	TAILQ_INIT(&c->outq);
-	int rc = uv_tcp_init(srv->loop, &c->tcp);
-	if (rc < 0) {
-		free(rbuf);
-		free(c);
-		return rc;
-	}
-	srv_conn_add(net, &c->base);
-	rc = uv_accept((uv_stream_t *)&net->listener, (uv_stream_t *)&c->tcp);
-	if (rc < 0) {
-		nbd_conn_close(c, true);
-		return rc;
-	}
 	/* § Protocol phases: "both the client and server SHOULD disable
-	 * Nagle's algorithm". */
-	uv_tcp_nodelay(&c->tcp, 1);
-	srv_addr(&c->tcp, true, true, c->peer, sizeof(c->peer));
-	log_debug(NBD_LOG, "conn %llu from %s", (unsigned long long)c->base.id,
-		  c->peer);
+	 * Nagle's algorithm" (srv_conn_accept does). */
+	int rc = srv_conn_accept(net, &c->base, &c->tcp, c->peer,
+				 sizeof(c->peer), nbd_conn_discard);
+	if (rc < 0)
+		return rc;
 	nbd_handshake_start(c);
 	nbd_conn_update_reading(c);
 	return 0;

@@ -438,6 +438,14 @@ static void iscsi_conn_update_reading(struct iscsi_conn *c)
 	c->reading = want;
 }
 
+/* srv_conn_accept's discard: the handle was never initialised. */
+static void iscsi_conn_discard(struct srv_conn *base)
+{
+	struct iscsi_conn *c = container_of(base, struct iscsi_conn, base);
+	free(c->rbuf);
+	free(c);
+}
+
 int iscsi_conn_accept(struct srv *net)
 {
 	struct iscsi_server *srv = container_of(net, struct iscsi_server, net);
@@ -458,23 +466,11 @@ int iscsi_conn_accept(struct srv *net)
 	c->next_ttt = 1;
 	TAILQ_INIT(&c->outq);
 	TAILQ_INIT(&c->tasks);
-	int rc = uv_tcp_init(srv->loop, &c->tcp);
-	if (rc < 0) {
-		free(rbuf);
-		free(c);
+	int rc = srv_conn_accept(net, &c->base, &c->tcp, c->peer,
+				 sizeof(c->peer), iscsi_conn_discard);
+	if (rc < 0)
 		return rc;
-	}
-	srv_conn_add(net, &c->base);
-	rc = uv_accept((uv_stream_t *)&net->listener, (uv_stream_t *)&c->tcp);
-	if (rc < 0) {
-		iscsi_conn_close(c, true);
-		return rc;
-	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	srv_addr(&c->tcp, true, true, c->peer, sizeof(c->peer));
 	srv_addr(&c->tcp, false, false, c->local, sizeof(c->local));
-	log_debug(ISCSI_LOG, "conn %llu from %s", (unsigned long long)c->base.id,
-		  c->peer);
 	iscsi_conn_update_reading(c);
 	return 0;
 }
