@@ -39,7 +39,9 @@ PROGS := $(BUILD)/bin/cairnd $(BUILD)/bin/cairn-sds $(BUILD)/bin/cairn \
 	$(patsubst %.c,$(BUILD)/bin/%,$(notdir $(wildcard hypervisor/cmd/*.c)))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-TOOL_SRCS := $(wildcard tests/tools/*.c)
+# tests/tools/lib_*.c are helpers linked into the tools that use them.
+TOOL_LIB_SRCS := $(wildcard tests/tools/lib_*.c)
+TOOL_SRCS := $(filter-out $(TOOL_LIB_SRCS),$(wildcard tests/tools/*.c))
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -91,6 +93,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBCAIRN)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIBCAIRN)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lnbd -liscsi
+
+# Test helpers, added to the link of the binaries that use them.
+$(BUILD)/tests/nbd_bad_input $(BUILD)/tests/iscsi_bad_input: \
+	$(BUILD)/obj/tests/tools/lib_check.o $(BUILD)/obj/tests/tools/lib_rawsock.o
 
 deps:
 	@scripts/deps.sh

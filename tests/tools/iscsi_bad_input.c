@@ -10,11 +10,6 @@
  * read has a timeout, so a target that stops answering fails the test
  * instead of hanging it. --fuzz sends seeded random PDUs after a login and
  * checks nothing itself: the caller checks the target survived. */
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,93 +20,24 @@
 #include <unistd.h>
 
 #include "../../vaai/iscsi/iscsi_proto.h"
+#include "lib_check.h"
+#include "lib_rawsock.h"
 #include "util.h"
 
 #define TIMEOUT_S 10
 
 static const char *g_host, *g_port;
 static int g_failures;
+#define check(ok, ...) tool_check(&g_failures, ok, __VA_ARGS__)
 static bool g_hd, g_dd; /* digests in force on the current connection */
 static uint32_t g_cmdsn, g_statsn;
 static uint16_t g_tsih, g_cid; /* sent in the next login */
 static uint16_t g_tsih_got;    /* from the last Login Response */
 
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok  " : "FAIL");
-	vprintf(fmt, ap);
-	printf("\n");
-	fflush(stdout);
-	va_end(ap);
-	if (!ok)
-		g_failures++;
-}
-
 static int conn_open(void)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-	if (getaddrinfo(g_host, g_port, &hints, &ai) != 0)
-		return -1;
-	int fd = socket(ai->ai_family, SOCK_STREAM, 0);
-	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	if (fd < 0)
-		return -1;
-	struct timeval tv = {.tv_sec = TIMEOUT_S};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	g_hd = g_dd = false;
-	return fd;
-}
-
-static bool send_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
-/* 1: got len bytes; 0: EOF; -1: timeout or error. */
-static int recv_all(int fd, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = recv(fd, p, len, 0);
-		if (n == 0)
-			return 0;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 1;
-}
-
-/* Waits for the target to close: true on EOF or reset (reading and
- * discarding whatever comes first). */
-static bool closed_by_target(int fd)
-{
-	uint8_t buf[4096];
-	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n == 0)
-			return true;
-		if (n < 0)
-			return errno == ECONNRESET;
-	}
+	return rawsock_open(g_host, g_port, TIMEOUT_S);
 }
 
 /* Sends a PDU: bhs (48 bytes; data length filled here), data, digests. */
@@ -143,7 +69,7 @@ static bool send_pdu(int fd, uint8_t *bhs, const void *data, uint32_t dlen,
 			n += 4;
 		}
 	}
-	return send_all(fd, buf, n);
+	return rawsock_send_all(fd, buf, n);
 }
 
 /* Receives one PDU into bhs and data (up to cap); returns 1, 0 (EOF) or
@@ -151,18 +77,18 @@ static bool send_pdu(int fd, uint8_t *bhs, const void *data, uint32_t dlen,
 static int recv_pdu(int fd, uint8_t *bhs, uint8_t *data, size_t cap,
 		    uint32_t *dlen)
 {
-	int r = recv_all(fd, bhs, ISCSI_BHS_SIZE);
+	int r = rawsock_recv_all(fd, bhs, ISCSI_BHS_SIZE);
 	if (r <= 0)
 		return r;
 	uint8_t tmp[4];
-	if (g_hd && recv_all(fd, tmp, 4) <= 0)
+	if (g_hd && rawsock_recv_all(fd, tmp, 4) <= 0)
 		return -1;
 	uint32_t len =
 	    ((uint32_t)bhs[5] << 16) | ((uint32_t)bhs[6] << 8) | bhs[7];
 	uint32_t total = len + iscsi_pad4(len) + (g_dd && len ? 4 : 0);
 	if (total > cap)
 		return -1;
-	if (total && recv_all(fd, data, total) <= 0)
+	if (total && rawsock_recv_all(fd, data, total) <= 0)
 		return -1;
 	*dlen = len;
 	return 1;
@@ -361,20 +287,20 @@ static int run_checks(const char *open_iqn, const char *chap_iqn,
 	fd = conn_open();
 	scsi_cmd_bhs(b, 1);
 	send_pdu(fd, b, NULL, 0, false, false);
-	check(closed_by_target(fd), "SCSI command before login: dropped");
+	check(rawsock_closed_by_peer(fd), "SCSI command before login: dropped");
 	close(fd);
 
 	fd = conn_open();
 	iscsi_pdu_init(b, ISCSI_OP_TEXT_REQ, 0x80, 0);
 	send_pdu(fd, b, "SendTargets=All", 16, false, false);
-	check(closed_by_target(fd), "Text request before login: dropped");
+	check(rawsock_closed_by_peer(fd), "Text request before login: dropped");
 	close(fd);
 
 	/* Bad opcode before login: dropped; after: Reject, still usable. */
 	fd = conn_open();
 	iscsi_pdu_init(b, 0x3e, 0x80, 0);
 	send_pdu(fd, b, NULL, 0, false, false);
-	check(closed_by_target(fd), "bad opcode before login: dropped");
+	check(rawsock_closed_by_peer(fd), "bad opcode before login: dropped");
 	close(fd);
 
 	fd = conn_open();
@@ -405,7 +331,7 @@ static int run_checks(const char *open_iqn, const char *chap_iqn,
 	uint8_t pdu[ISCSI_BHS_SIZE + 4];
 	memcpy(pdu, b, ISCSI_BHS_SIZE);
 	pdu[48] = 0, pdu[49] = 200, pdu[50] = 1, pdu[51] = 0;
-	send_all(fd, pdu, sizeof(pdu));
+	rawsock_send_all(fd, pdu, sizeof(pdu));
 	r = recv_pdu(fd, rb, rd, sizeof(rd), &rl);
 	check(r == 1 && (rb[0] & 0x3f) == ISCSI_OP_REJECT,
 	      "SCSI command with a malformed AHS: Reject");
@@ -421,15 +347,15 @@ static int run_checks(const char *open_iqn, const char *chap_iqn,
 	iscsi_pdu_init(b, ISCSI_OP_NOP_OUT | ISCSI_FLAG_IMMEDIATE, 0x80, 0);
 	put_be32(b + 16, 8);
 	b[5] = 0xff, b[6] = 0xff, b[7] = 0xff;
-	send_all(fd, b, ISCSI_BHS_SIZE);
-	check(closed_by_target(fd), "16 MiB data segment: dropped");
+	rawsock_send_all(fd, b, ISCSI_BHS_SIZE);
+	check(rawsock_closed_by_peer(fd), "16 MiB data segment: dropped");
 	close(fd);
 
 	/* Truncated BHS, then the initiator goes away. */
 	fd = conn_open();
 	o = (struct login_opts){.iqn = open_iqn};
 	do_login(fd, &o);
-	send_all(fd, b, 20);
+	rawsock_send_all(fd, b, 20);
 	close(fd);
 	check(alive(open_iqn), "truncated BHS then close: target alive");
 
@@ -437,7 +363,7 @@ static int run_checks(const char *open_iqn, const char *chap_iqn,
 	fd = conn_open();
 	login_bhs(b, 0x87, 1);
 	b[7] = 100;
-	send_all(fd, b, ISCSI_BHS_SIZE);
+	rawsock_send_all(fd, b, ISCSI_BHS_SIZE);
 	close(fd);
 	check(alive(open_iqn), "truncated login data then close: alive");
 
@@ -457,7 +383,7 @@ static int run_checks(const char *open_iqn, const char *chap_iqn,
 	check(nop(fd, 11, "again", 5, false, &op, &reason),
 	      "still usable after a data digest error");
 	send_pdu(fd, b, NULL, 0, true, false);
-	check(closed_by_target(fd), "bad header digest: dropped");
+	check(rawsock_closed_by_peer(fd), "bad header digest: dropped");
 	close(fd);
 
 	/* CHAP refusals. */
@@ -593,7 +519,7 @@ static int run_fuzz(const char *iqn, unsigned rounds, unsigned seed)
 					    (uint8_t)rnd();
 				b[5] = 0, b[6] = 0, b[7] = 0;
 				pdu[5] = pdu[6] = pdu[7] = 0;
-				send_all(fd, pdu, ISCSI_BHS_SIZE + ahs);
+				rawsock_send_all(fd, pdu, ISCSI_BHS_SIZE + ahs);
 				continue;
 			}
 			if (!send_pdu(fd, b, data, dlen, rnd() % 50 == 0,
@@ -601,11 +527,7 @@ static int run_fuzz(const char *iqn, unsigned rounds, unsigned seed)
 				break;
 		}
 		/* Read a little, then go away. */
-		struct timeval tv = {.tv_usec = 20000};
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		uint8_t sink[65536];
-		while (recv(fd, sink, sizeof(sink), 0) > 0)
-			;
+		rawsock_drain(fd, 20);
 		close(fd);
 	}
 	return 0;
@@ -676,7 +598,7 @@ static int run_nop(const char *iqn)
 	}
 	check(r2t, "nop: R2T for the WRITE");
 	check(ping, "nop: ping on the silent connection");
-	check(fd2 >= 0 && closed_by_target(fd2),
+	check(fd2 >= 0 && rawsock_closed_by_peer(fd2),
 	      "nop: the silent connection closed by the target");
 	if (fd2 >= 0)
 		close(fd2);

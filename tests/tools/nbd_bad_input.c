@@ -19,11 +19,6 @@
  * overwritten. Prints one line per check; exits 0 only if all pass. Every
  * socket read has a timeout, so a server that stops answering fails the
  * test instead of hanging it. */
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +29,8 @@
 #include <unistd.h>
 
 #include "../../sds/nbd/nbd_proto.h"
+#include "lib_check.h"
+#include "lib_rawsock.h"
 #include "util.h"
 
 #define TIMEOUT_S 20
@@ -41,87 +38,11 @@
 
 static const char *g_host, *g_port;
 static int g_failures;
-
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok  " : "FAIL");
-	vprintf(fmt, ap);
-	printf("\n");
-	fflush(stdout);
-	va_end(ap);
-	if (!ok)
-		g_failures++;
-}
+#define check(ok, ...) tool_check(&g_failures, ok, __VA_ARGS__)
 
 static int conn_open(void)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-	if (getaddrinfo(g_host, g_port, &hints, &ai) != 0)
-		return -1;
-	int fd = socket(ai->ai_family, SOCK_STREAM, 0);
-	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	if (fd < 0)
-		return -1;
-	struct timeval tv = {.tv_sec = TIMEOUT_S};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
-
-static bool send_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
-/* 1: got len bytes; 0: orderly EOF or reset; -1: timeout or other error. */
-static int recv_all(int fd, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = recv(fd, p, len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return 0;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 1;
-}
-
-/* The server closed the connection (not: it went silent). */
-static bool closed_by_server(int fd)
-{
-	uint8_t b[4096];
-	for (;;) {
-		ssize_t n = recv(fd, b, sizeof(b), 0);
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return true;
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return false;
-	}
+	return rawsock_open(g_host, g_port, TIMEOUT_S);
 }
 
 /* Hello and client flags; returns the fd or -1. */
@@ -131,7 +52,7 @@ static int handshake_start(void)
 	if (fd < 0)
 		return -1;
 	uint8_t h[NBD_HELLO_SIZE];
-	if (recv_all(fd, h, sizeof(h)) != 1 || get_be64(h) != NBD_INIT_MAGIC ||
+	if (rawsock_recv_all(fd, h, sizeof(h)) != 1 || get_be64(h) != NBD_INIT_MAGIC ||
 	    get_be64(h + 8) != NBD_OPTS_MAGIC ||
 	    !(get_be16(h + 16) & NBD_FLAG_FIXED_NEWSTYLE)) {
 		close(fd);
@@ -139,7 +60,7 @@ static int handshake_start(void)
 	}
 	uint8_t cf[4];
 	put_be32(cf, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
-	if (!send_all(fd, cf, 4)) {
+	if (!rawsock_send_all(fd, cf, 4)) {
 		close(fd);
 		return -1;
 	}
@@ -152,7 +73,7 @@ static bool send_opt(int fd, uint32_t opt, const void *data, uint32_t len)
 	put_be64(h, NBD_OPTS_MAGIC);
 	put_be32(h + 8, opt);
 	put_be32(h + 12, len);
-	return send_all(fd, h, sizeof(h)) && (!len || send_all(fd, data, len));
+	return rawsock_send_all(fd, h, sizeof(h)) && (!len || rawsock_send_all(fd, data, len));
 }
 
 /* One option reply; data (up to cap bytes kept) in buf. Returns the reply
@@ -161,7 +82,7 @@ static uint32_t recv_opt_reply(int fd, uint32_t opt, uint8_t *buf, size_t cap,
 			       uint32_t *len)
 {
 	uint8_t h[NBD_OPT_REPLY_HEADER_SIZE];
-	if (recv_all(fd, h, sizeof(h)) != 1 || get_be64(h) != NBD_REP_MAGIC ||
+	if (rawsock_recv_all(fd, h, sizeof(h)) != 1 || get_be64(h) != NBD_REP_MAGIC ||
 	    get_be32(h + 8) != opt)
 		return 0;
 	uint32_t l = get_be32(h + 16);
@@ -169,7 +90,7 @@ static uint32_t recv_opt_reply(int fd, uint32_t opt, uint8_t *buf, size_t cap,
 	for (uint32_t got = 0; got < l;) {
 		size_t n = MIN((size_t)(l - got), sizeof(junk));
 		uint8_t *dst = got + n <= cap ? buf + got : junk;
-		if (recv_all(fd, dst, n) != 1)
+		if (rawsock_recv_all(fd, dst, n) != 1)
 			return 0;
 		got += (uint32_t)n;
 	}
@@ -240,7 +161,7 @@ static bool send_req(int fd, uint16_t flags, uint16_t type, uint64_t cookie,
 	put_be64(r + 8, cookie);
 	put_be64(r + 16, off);
 	put_be32(r + 24, len);
-	return send_all(fd, r, sizeof(r));
+	return rawsock_send_all(fd, r, sizeof(r));
 }
 
 /* A simple reply: returns the error (>= 0), or -1 on a transport or
@@ -248,7 +169,7 @@ static bool send_req(int fd, uint16_t flags, uint16_t type, uint64_t cookie,
 static int64_t recv_reply(int fd, uint64_t *cookie)
 {
 	uint8_t r[NBD_SIMPLE_REPLY_SIZE];
-	if (recv_all(fd, r, sizeof(r)) != 1 ||
+	if (rawsock_recv_all(fd, r, sizeof(r)) != 1 ||
 	    get_be32(r) != NBD_SIMPLE_REPLY_MAGIC)
 		return -1;
 	*cookie = get_be64(r + 8);
@@ -278,9 +199,9 @@ static bool write_read_ok(int fd, uint64_t off, uint32_t len, uint8_t seed)
 		w[i] = (uint8_t)(seed + i * 7);
 	uint64_t c = 0;
 	ok = ok && send_req(fd, 0, NBD_CMD_WRITE, 1, off, len) &&
-	     send_all(fd, w, len) && recv_reply(fd, &c) == 0 && c == 1;
+	     rawsock_send_all(fd, w, len) && recv_reply(fd, &c) == 0 && c == 1;
 	ok = ok && send_req(fd, 0, NBD_CMD_READ, 2, off, len) &&
-	     recv_reply(fd, &c) == 0 && c == 2 && recv_all(fd, r, len) == 1 &&
+	     recv_reply(fd, &c) == 0 && c == 2 && rawsock_recv_all(fd, r, len) == 1 &&
 	     memcmp(w, r, len) == 0;
 	free(w);
 	free(r);
@@ -294,16 +215,16 @@ static void test_handshake(const char *name)
 	uint8_t h[NBD_HELLO_SIZE], cf[4];
 	put_be32(cf, 0x80000000u);
 	bool ok =
-	    fd >= 0 && recv_all(fd, h, sizeof(h)) == 1 && send_all(fd, cf, 4);
-	check(ok && closed_by_server(fd), "unknown client flags: disconnected");
+	    fd >= 0 && rawsock_recv_all(fd, h, sizeof(h)) == 1 && rawsock_send_all(fd, cf, 4);
+	check(ok && rawsock_closed_by_peer(fd), "unknown client flags: disconnected");
 	if (fd >= 0)
 		close(fd);
 
 	/* Bad option magic. */
 	fd = handshake_start();
 	uint8_t bad[NBD_OPT_HEADER_SIZE] = "NOTMAGIC";
-	ok = fd >= 0 && send_all(fd, bad, sizeof(bad));
-	check(ok && closed_by_server(fd), "bad option magic: disconnected");
+	ok = fd >= 0 && rawsock_send_all(fd, bad, sizeof(bad));
+	check(ok && rawsock_closed_by_peer(fd), "bad option magic: disconnected");
 	if (fd >= 0)
 		close(fd);
 
@@ -372,13 +293,13 @@ static void test_handshake(const char *name)
 	t = send_opt(fd, NBD_OPT_ABORT, NULL, 0)
 		? recv_opt_reply(fd, NBD_OPT_ABORT, NULL, 0, NULL)
 		: 0;
-	check(t == NBD_REP_ACK && closed_by_server(fd), "ABORT: ACK, closed");
+	check(t == NBD_REP_ACK && rawsock_closed_by_peer(fd), "ABORT: ACK, closed");
 	close(fd);
 
 	/* EXPORT_NAME of an unknown export: no error reply exists. */
 	fd = handshake_start();
 	ok = fd >= 0 && send_opt(fd, NBD_OPT_EXPORT_NAME, "nope", 4);
-	check(ok && closed_by_server(fd), "EXPORT_NAME unknown: disconnected");
+	check(ok && rawsock_closed_by_peer(fd), "EXPORT_NAME unknown: disconnected");
 	if (fd >= 0)
 		close(fd);
 
@@ -387,7 +308,7 @@ static void test_handshake(const char *name)
 	uint8_t r[10];
 	ok = fd >= 0 &&
 	     send_opt(fd, NBD_OPT_EXPORT_NAME, name, (uint32_t)strlen(name)) &&
-	     recv_all(fd, r, sizeof(r)) == 1;
+	     rawsock_recv_all(fd, r, sizeof(r)) == 1;
 	check(ok && get_be64(r) == ex.size &&
 		  (get_be16(r + 8) & NBD_FLAG_HAS_FLAGS),
 	      "EXPORT_NAME %s: size %llu", name,
@@ -455,20 +376,20 @@ static void test_requests(const char *name)
 	uint64_t c = 0;
 	int64_t e = -1;
 	if (pay && send_req(fd, 0, NBD_CMD_WRITE, 7, ex.size, mb) &&
-	    send_all(fd, pay, mb))
+	    rawsock_send_all(fd, pay, mb))
 		e = recv_reply(fd, &c);
 	check(e == NBD_ENOSPC && c == 7, "WRITE beyond the end: error %lld",
 	      (long long)e);
 	e = -1;
 	if (pay && send_req(fd, 0, NBD_CMD_WRITE, 8, 1, mb) &&
-	    send_all(fd, pay, mb))
+	    rawsock_send_all(fd, pay, mb))
 		e = recv_reply(fd, &c);
 	check(e == NBD_EINVAL && c == 8, "WRITE at misaligned offset: %lld",
 	      (long long)e);
 	e = -1;
 	if (pay &&
 	    send_req(fd, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_WRITE, 9, 0, mb) &&
-	    send_all(fd, pay, mb))
+	    rawsock_send_all(fd, pay, mb))
 		e = recv_reply(fd, &c);
 	check(e == NBD_EINVAL && c == 9, "WRITE with NO_HOLE: error %lld",
 	      (long long)e);
@@ -488,7 +409,7 @@ static void test_requests(const char *name)
 		put_be32(blk, i);
 		ok = send_req(fd, i % 3 ? 0 : NBD_CMD_FLAG_FUA, NBD_CMD_WRITE,
 			      10000 + i, (uint64_t)i * BS, BS) &&
-		     send_all(fd, blk, BS);
+		     rawsock_send_all(fd, blk, BS);
 	}
 	static uint8_t seen[N];
 	memset(seen, 0, sizeof(seen));
@@ -508,7 +429,7 @@ static void test_requests(const char *name)
 	good = 0;
 	for (unsigned i = 0; ok && i < N; i++) {
 		e = recv_reply(fd, &c);
-		if (e != 0 || recv_all(fd, blk, BS) != 1)
+		if (e != 0 || rawsock_recv_all(fd, blk, BS) != 1)
 			break;
 		unsigned k = (unsigned)(c - 20000);
 		if (c >= 20000 && c < 20000 + N && get_be32(blk) == k &&
@@ -520,15 +441,15 @@ static void test_requests(const char *name)
 
 	/* Oversized WRITE: its payload cannot be trusted; disconnect. */
 	ok = send_req(fd, 0, NBD_CMD_WRITE, 42, 0, 32 * MIB + mb);
-	check(ok && closed_by_server(fd), "WRITE longer than 32 MiB: "
+	check(ok && rawsock_closed_by_peer(fd), "WRITE longer than 32 MiB: "
 					  "disconnected");
 	close(fd);
 
 	/* Bad request magic. */
 	fd = connect_export(name, &ex);
 	uint8_t bad[NBD_REQUEST_SIZE] = {0x12, 0x34, 0x56, 0x78};
-	ok = fd >= 0 && send_all(fd, bad, sizeof(bad));
-	check(ok && closed_by_server(fd), "bad request magic: disconnected");
+	ok = fd >= 0 && rawsock_send_all(fd, bad, sizeof(bad));
+	check(ok && rawsock_closed_by_peer(fd), "bad request magic: disconnected");
 	if (fd >= 0)
 		close(fd);
 
@@ -546,7 +467,7 @@ static void test_requests(const char *name)
 	ok = fd >= 0 && send_req(fd, 0, NBD_CMD_FLUSH, 77, 0, 0) &&
 	     send_req(fd, 0, NBD_CMD_DISC, 78, 0, 0);
 	e = ok ? recv_reply(fd, &c) : -1;
-	check(e == 0 && c == 77 && closed_by_server(fd),
+	check(e == 0 && c == 77 && rawsock_closed_by_peer(fd),
 	      "FLUSH then DISC: FLUSH answered, then closed");
 	if (fd >= 0)
 		close(fd);
@@ -565,7 +486,7 @@ static void test_readonly(const char *name)
 	uint64_t c = 0;
 	int64_t e = -1;
 	if (pay && send_req(fd, 0, NBD_CMD_WRITE, 5, 0, ex.min_block) &&
-	    send_all(fd, pay, ex.min_block))
+	    rawsock_send_all(fd, pay, ex.min_block))
 		e = recv_reply(fd, &c);
 	free(pay);
 	check(e == NBD_EPERM && c == 5, "WRITE to read-only: error %lld",
@@ -578,7 +499,7 @@ static void test_readonly(const char *name)
 	uint8_t b[4096];
 	if (send_req(fd, 0, NBD_CMD_READ, 6, 0, ex.min_block) &&
 	    recv_reply(fd, &c) == 0 && c == 6)
-		e = recv_all(fd, b, ex.min_block) == 1 ? 0 : -1;
+		e = rawsock_recv_all(fd, b, ex.min_block) == 1 ? 0 : -1;
 	check(e == 0, "READ of read-only");
 	close(fd);
 }
@@ -651,16 +572,6 @@ static uint64_t fuzz_off(const struct export *ex)
 	}
 }
 
-/* Reads whatever comes back, until 20 ms of silence. */
-static void fuzz_drain(int fd)
-{
-	struct timeval tv = {.tv_usec = 20000};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	uint8_t b[65536];
-	while (recv(fd, b, sizeof(b), 0) > 0)
-		;
-}
-
 static void fuzz_round(const char *name)
 {
 	struct export ex;
@@ -683,7 +594,7 @@ static void fuzz_round(const char *name)
 			    opt == NBD_OPT_ABORT || !send_opt(fd, opt, d, len))
 				break;
 		}
-		fuzz_drain(fd);
+		rawsock_drain(fd, 20);
 		close(fd);
 		return;
 	}
@@ -704,17 +615,17 @@ static void fuzz_round(const char *name)
 		put_be64(r + 8, fuzz_rnd());
 		put_be64(r + 16, fuzz_off(&ex));
 		put_be32(r + 24, len);
-		if (!send_all(fd, r, sizeof(r)))
+		if (!rawsock_send_all(fd, r, sizeof(r)))
 			break;
 		if (type == NBD_CMD_WRITE && len <= 2 * MIB &&
-		    !send_all(fd, pay, len))
+		    !rawsock_send_all(fd, pay, len))
 			break;
 		if (type == NBD_CMD_DISC || fuzz_pick(50) == 0)
 			break;
 	}
 	free(pay);
 	if (fuzz_pick(3))
-		fuzz_drain(fd);
+		rawsock_drain(fd, 20);
 	close(fd); /* often with replies still coming */
 }
 

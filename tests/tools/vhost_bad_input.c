@@ -23,16 +23,9 @@
 #include <unistd.h>
 
 #include "../../hypervisor/vhost/vhost_int.h"
+#include "../unit/check.h"
 
-static int failures;
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #c);                                 \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+int failures; /* check.h's count */
 
 #define MEM_SIZE (4u << 20)
 #define QSZ 16
