@@ -3,16 +3,8 @@
 # (tests/fuzz/fuzz_scsi.c): whole commands through scsi_cmd_submit against a
 # real pool. Built by `make MODE=fuzz fuzzers` into $CAIRN_ROOT/build/fuzz/.
 set -euo pipefail
-ROOT=${CAIRN_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-FUZZ=$ROOT/build/fuzz/fuzz_scsi
-[[ -x $FUZZ ]] || FUZZ=$ROOT/build/fuzz/fuzz/fuzz_scsi
-if [[ ! -x $FUZZ ]]; then
-	echo "FAIL: $FUZZ not built (make MODE=fuzz fuzzers)" >&2
-	exit 1
-fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/cairn-fuzz_scsi.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-mkdir "$T/seeds" "$T/corpus"
+. "$(dirname "$0")/lib_fuzz.sh"
+fuzz_setup fuzz_scsi
 # Seeds: byte 0 nexus/LUN, byte 1 data-in size / 256, 16 CDB bytes, data-out.
 python3 - "$T/seeds" <<'PY'
 import sys
@@ -36,16 +28,4 @@ seed("caw", 0, [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1], bytes(1024))
 seed("writesame16", 0, [0x93, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16], bytes(512))
 seed("rsoc", 32, [0xa3, 0x0c, 0x80, 0, 0, 0, 0, 0, 0x20, 0, 0, 0])
 PY
-rc=0
-"$FUZZ" -runs=100000 -seed=1 -max_len=4096 -artifact_prefix="$T/" \
-	"$T/corpus" "$T/seeds" >"$T/fuzz.log" 2>&1 || rc=$?
-if ((rc != 0)); then
-	tail -n 60 "$T/fuzz.log"
-	for f in "$T"/crash-* "$T"/leak-* "$T"/timeout-*; do
-		[[ -e $f ]] && { echo "input $f:"; od -An -tx1 "$f" | head; }
-	done
-	echo "FAIL: fuzz_scsi exited $rc" >&2
-	exit 1
-fi
-tail -n 3 "$T/fuzz.log"
-echo "fuzz_scsi: 100000 runs, no crash"
+fuzz_run 100000 4096
