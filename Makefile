@@ -94,7 +94,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIBCAIRN)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_MODE) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lnbd -liscsi
 
-# Test helpers, added to the link of the binaries that use them.
+# Test helpers (tests/unit/ files not named test_*.c, tests/tools/lib_*.c),
+# added to the link of the binaries that use them.
+$(BUILD)/tests/test_sds $(BUILD)/tests/test_scsi: \
+	$(BUILD)/obj/tests/unit/pool_fixture.o
 $(BUILD)/tests/nbd_bad_input $(BUILD)/tests/iscsi_bad_input: \
 	$(BUILD)/obj/tests/tools/lib_check.o $(BUILD)/obj/tests/tools/lib_rawsock.o
 

@@ -13,15 +13,14 @@
 #include "../../vaai/scsi/scsi_internal.h"
 
 #include "check.h"
+#include "pool_fixture.h"
 
 int failures;
 
 /* ---- fixture ---------------------------------------------------------------- */
 
 struct env {
-	uv_loop_t loop;
-	char base[64], dir[128], disk0[128], disk1[128];
-	struct sds_pool *pool;
+	struct pool_fixture pf; /* the pool and the loop */
 	struct scsi_target *t;
 	struct scsi_lu *lu512, *lu4k, *snap, *hidden, *peer;
 	struct scsi_lun_map map, map_b;
@@ -50,15 +49,6 @@ static void cmd_done(struct scsi_cmd *c)
 	*(bool *)c->priv = true;
 }
 
-static void *abuf(size_t len)
-{
-	void *p = NULL;
-	if (posix_memalign(&p, 4096, len ? len : 4096))
-		abort();
-	memset(p, 0, len);
-	return p;
-}
-
 static struct res run_cap(struct env *e, struct scsi_nexus *n, uint64_t lun,
 			  const uint8_t *cdb, uint8_t cdb_len,
 			  const void *out, uint32_t out_len, uint32_t in_cap)
@@ -71,7 +61,7 @@ static struct res run_cap(struct env *e, struct scsi_nexus *n, uint64_t lun,
 	c.cdb_len = cdb_len < 16 ? 16 : cdb_len; /* iSCSI carries 16 */
 	uint8_t *ob = NULL;
 	if (out_len) {
-		ob = abuf(out_len);
+		ob = pool_fixture_abuf(out_len);
 		memcpy(ob, out, out_len);
 	}
 	c.data_out = ob;
@@ -87,7 +77,7 @@ static struct res run_cap(struct env *e, struct scsi_nexus *n, uint64_t lun,
 	g_in_submit = false;
 	CHECK(!done);
 	while (!done)
-		uv_run(&e->loop, UV_RUN_ONCE);
+		uv_run(&e->pf.loop, UV_RUN_ONCE);
 	struct res r;
 	memset(&r, 0, sizeof(r));
 	r.status = c.status;
@@ -123,39 +113,19 @@ static struct res run(struct env *e, uint64_t lun, const uint8_t *cdb,
 static void loop_until(struct env *e, bool *flag)
 {
 	while (!*flag)
-		uv_run(&e->loop, UV_RUN_ONCE);
-}
-
-static void closed_cb(void *arg)
-{
-	*(bool *)arg = true;
+		uv_run(&e->pf.loop, UV_RUN_ONCE);
 }
 
 static void env_init(struct env *e)
 {
 	memset(e, 0, sizeof(*e));
-	uv_loop_init(&e->loop);
-	snprintf(e->base, sizeof(e->base), "/tmp/cairn-test-scsi-XXXXXX");
-	if (!mkdtemp(e->base))
-		abort();
-	snprintf(e->disk0, sizeof(e->disk0), "%s/d0.img", e->base);
-	snprintf(e->disk1, sizeof(e->disk1), "%s/d1.img", e->base);
-	snprintf(e->dir, sizeof(e->dir), "%s/pool", e->base);
-	char err[256];
-	const char *disks[] = {e->disk0, e->disk1};
-	uint64_t sizes[] = {128 << 20, 128 << 20};
-	if (sds_pool_format(e->dir, disks, sizes, 2, err, sizeof(err)) ||
-	    sds_pool_open(&e->loop, e->dir, NULL, &e->pool, err,
-			  sizeof(err))) {
-		fprintf(stderr, "pool: %s\n", err);
-		exit(1);
-	}
-	CHECK_EQ(sds_vdisk_create(e->pool, "d512", 16 << 20, 512), 0);
-	CHECK_EQ(sds_vdisk_create(e->pool, "d4k", D4K_SIZE, 4096), 0);
-	CHECK_EQ(sds_vdisk_create(e->pool, "hidden", 16 << 20, 512), 0);
-	CHECK_EQ(sds_vdisk_create(e->pool, "peer", 16 << 20, 512), 0);
-	CHECK_EQ(sds_vdisk_snapshot(e->pool, "d512", "snap"), 0);
-	CHECK_EQ(scsi_target_create(&e->loop, e->pool, &e->t), 0);
+	pool_fixture_init(&e->pf, "scsi", 128 << 20, NULL);
+	CHECK_EQ(sds_vdisk_create(e->pf.pool, "d512", 16 << 20, 512), 0);
+	CHECK_EQ(sds_vdisk_create(e->pf.pool, "d4k", D4K_SIZE, 4096), 0);
+	CHECK_EQ(sds_vdisk_create(e->pf.pool, "hidden", 16 << 20, 512), 0);
+	CHECK_EQ(sds_vdisk_create(e->pf.pool, "peer", 16 << 20, 512), 0);
+	CHECK_EQ(sds_vdisk_snapshot(e->pf.pool, "d512", "snap"), 0);
+	CHECK_EQ(scsi_target_create(&e->pf.loop, e->pf.pool, &e->t), 0);
 	CHECK_EQ(scsi_lu_create(e->t, "d512", &e->lu512), 0);
 	CHECK_EQ(scsi_lu_create(e->t, "d4k", &e->lu4k), 0);
 	CHECK_EQ(scsi_lu_create(e->t, "snap", &e->snap), 0);
@@ -198,15 +168,7 @@ static void env_fini(struct env *e)
 	scsi_lu_destroy(e->hidden);
 	scsi_lu_destroy(e->peer);
 	scsi_target_destroy(e->t);
-	bool done = false;
-	sds_pool_close(e->pool, closed_cb, &done);
-	loop_until(e, &done);
-	uv_run(&e->loop, UV_RUN_NOWAIT);
-	CHECK_EQ(uv_loop_close(&e->loop), 0);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->base);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cleanup failed\n");
+	pool_fixture_fini(&e->pf);
 }
 
 static const uint8_t TUR[6] = {0x00};
@@ -221,12 +183,6 @@ static void clear_ua(struct env *e, struct scsi_nexus *n, uint64_t lun)
 		CHECK_EQ(r.key, 0x6);
 	}
 	CHECK(!"unit attention not cleared");
-}
-
-static void fill(uint8_t *b, size_t len, uint64_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		b[i] = (uint8_t)((seed * 131 + i * 7 + (i >> 9)) ^ (seed >> 3));
 }
 
 static void cdb_rw16(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t n)
@@ -457,10 +413,10 @@ static void test_report_luns_capacity(struct env *e)
 
 static void test_read_write(struct env *e)
 {
-	uint8_t *w = abuf(1 << 20);
+	uint8_t *w = pool_fixture_abuf(1 << 20);
 	uint8_t cdb[16];
 	/* WRITE(16)/READ(16) on the 512 LU at an unaligned LBA */
-	fill(w, 64 * 512, 1);
+	pool_fixture_fill(w, 64 * 512, 1);
 	cdb_rw16(cdb, 0x8a, 13, 64);
 	struct res r = run(e, 0, cdb, 16, w, 64 * 512);
 	CHECK_GOOD(r);
@@ -470,7 +426,7 @@ static void test_read_write(struct env *e)
 	CHECK_EQ(r.data_in_len, 64 * 512);
 	CHECK(!memcmp(r.data, w, 64 * 512));
 	/* WRITE(10) FUA / READ(10) on the 4k LU */
-	fill(w, 3 * 4096, 2);
+	pool_fixture_fill(w, 3 * 4096, 2);
 	cdb_rw10(cdb, 0x2a, 100, 3);
 	cdb[1] = 0x08;
 	r = run(e, 1, cdb, 10, w, 3 * 4096);
@@ -486,7 +442,7 @@ static void test_read_write(struct env *e)
 	CHECK_EQ(r.xfer_len, 3 * 4096);
 	CHECK(!memcmp(r.data, w, 4096));
 	/* WRITE(6)/READ(6), WRITE(12)/READ(12) */
-	fill(w, 2 * 512, 3);
+	pool_fixture_fill(w, 2 * 512, 3);
 	uint8_t c6[6] = {0x0a, 0x00, 0x02, 0x03, 2, 0};
 	r = run(e, 0, c6, 6, w, 1024);
 	CHECK_GOOD(r);
@@ -494,7 +450,7 @@ static void test_read_write(struct env *e)
 	r = run(e, 0, c6, 6, NULL, 0);
 	CHECK_GOOD(r);
 	CHECK(!memcmp(r.data, w, 1024));
-	fill(w, 5 * 512, 4);
+	pool_fixture_fill(w, 5 * 512, 4);
 	uint8_t c12[12] = {0xaa, 0, 0, 0, 0x10, 0, 0, 0, 0, 5, 0, 0};
 	r = run(e, 0, c12, 12, w, 5 * 512);
 	CHECK_GOOD(r);
@@ -542,13 +498,13 @@ static void test_read_write(struct env *e)
 	CHECK_GOOD(r);
 	CHECK_EQ(r.data_in_len, 1000);
 	CHECK_EQ(r.xfer_len, 64 * 512);
-	fill(w, 64 * 512, 1);
+	pool_fixture_fill(w, 64 * 512, 1);
 	CHECK(!memcmp(r.data, w, 1000));
 	/* a write larger than the engine's largest IO goes in pieces */
 	{
 		uint32_t big = 40u << 20;
-		uint8_t *bw = abuf(big);
-		fill(bw, big, 77);
+		uint8_t *bw = pool_fixture_abuf(big);
+		pool_fixture_fill(bw, big, 77);
 		cdb_rw16(cdb, 0x8a, 0, big / 4096);
 		r = run(e, 1, cdb, 16, bw, big);
 		CHECK_GOOD(r);
@@ -587,9 +543,9 @@ static void test_read_write(struct env *e)
 
 static void test_verify(struct env *e)
 {
-	uint8_t *w = abuf(8192);
+	uint8_t *w = pool_fixture_abuf(8192);
 	uint8_t cdb[16];
-	fill(w, 4096, 9);
+	pool_fixture_fill(w, 4096, 9);
 	/* WRITE AND VERIFY(10), BYTCHK 1 */
 	cdb_rw10(cdb, 0x2e, 200, 8);
 	cdb[1] = 0x02;
@@ -717,7 +673,7 @@ static void test_mode(struct env *e)
 	uint8_t sel10[10] = {0x55, 0x10, 0, 0, 0, 0, 0, 0, sizeof(ps10), 0};
 	r = run(e, 1, sel10, 10, ps10, sizeof(ps10));
 	CHECK_GOOD(r);
-	uint8_t *w = abuf(4096), cdb[16];
+	uint8_t *w = pool_fixture_abuf(4096), cdb[16];
 	cdb_rw10(cdb, 0x2a, 0, 1);
 	r = run(e, 1, cdb, 10, w, 4096);
 	CHECK_SENSE(r, 0x7, 0x27, 0x02);
@@ -768,10 +724,10 @@ static bool lba_mapped(struct env *e, uint64_t lun, uint64_t lba,
 
 static void test_write_same_unmap(struct env *e)
 {
-	uint8_t *w = abuf(1 << 20), cdb[16];
+	uint8_t *w = pool_fixture_abuf(1 << 20), cdb[16];
 	uint32_t n;
 	/* write 2 MiB at LBA 8192 on the 512 LU: mapped */
-	fill(w, 1 << 20, 11);
+	pool_fixture_fill(w, 1 << 20, 11);
 	cdb_rw16(cdb, 0x8a, 8192, 2048);
 	struct res r = run(e, 0, cdb, 16, w, 1 << 20);
 	CHECK_GOOD(r);
@@ -848,7 +804,7 @@ static void test_write_same_unmap(struct env *e)
 	CHECK_SENSE(r, 0x7, 0x27, 0x00);
 
 	/* UNMAP: two descriptors on the 4k LU */
-	fill(w, 1 << 20, 12);
+	pool_fixture_fill(w, 1 << 20, 12);
 	cdb_rw16(cdb, 0x8a, 512, 256);
 	r = run(e, 1, cdb, 16, w, 1 << 20);
 	CHECK(lba_mapped(e, 1, 512, NULL));
@@ -866,7 +822,7 @@ static void test_write_same_unmap(struct env *e)
 	CHECK(n >= 256);
 	/* UNMAP of an unaligned range of the 512 LU reads back zeroes
 	 * (LBPRZ), partial 4 KiB blocks included */
-	fill(w, 8192, 13);
+	pool_fixture_fill(w, 8192, 13);
 	cdb_rw16(cdb, 0x8a, 40, 16);
 	CHECK_GOOD(run(e, 0, cdb, 16, w, 8192));
 	uint8_t pl1[8 + 16] = {0};
@@ -901,15 +857,15 @@ static void test_write_same_unmap(struct env *e)
 
 static void test_caw(struct env *e)
 {
-	uint8_t *w = abuf(8192), cdb[16];
-	fill(w, 1024, 21);
+	uint8_t *w = pool_fixture_abuf(8192), cdb[16];
+	pool_fixture_fill(w, 1024, 21);
 	cdb_rw16(cdb, 0x8a, 50, 2);
 	struct res r = run(e, 0, cdb, 16, w, 1024);
 	CHECK_GOOD(r);
 	/* match: compare 1 block with what is there, write new data */
-	uint8_t *caw = abuf(1024);
+	uint8_t *caw = pool_fixture_abuf(1024);
 	memcpy(caw, w, 512);
-	fill(caw + 512, 512, 22);
+	pool_fixture_fill(caw + 512, 512, 22);
 	uint8_t c[16] = {0x89};
 	put_be64(c + 2, 50);
 	c[13] = 1;
@@ -931,7 +887,7 @@ static void test_caw(struct env *e)
 	/* data-out of the wrong size (SBC-4 5.3: exactly 2 x blocks) */
 	r = run(e, 0, c, 16, caw, 512);
 	CHECK_SENSE(r, 0x5, 0x1a, 0x00);
-	uint8_t *big = abuf(2048);
+	uint8_t *big = pool_fixture_abuf(2048);
 	r = run(e, 0, c, 16, big, 2048);
 	CHECK_SENSE(r, 0x5, 0x1a, 0x00);
 	/* NUMBER OF LOGICAL BLOCKS 0 with data (256 wrapped): invalid */
@@ -1287,7 +1243,7 @@ static struct res xcopy(struct env *e, uint64_t lun, uint8_t *pl, size_t len)
 static uint64_t used_bytes(struct env *e)
 {
 	struct sds_pool_stats st;
-	sds_pool_stats(e->pool, &st);
+	sds_pool_stats(e->pf.pool, &st);
 	return st.used_bytes;
 }
 
@@ -1309,8 +1265,8 @@ static void test_xcopy(struct env *e)
 	scsi_nexus_unregister(e->t, &nc);
 
 	/* 1 MiB of data at LBA 0 of LUN 0, copied to LUN 3 */
-	uint8_t *w = abuf(1 << 20), cdb[16];
-	fill(w, 1 << 20, 31);
+	uint8_t *w = pool_fixture_abuf(1 << 20), cdb[16];
+	pool_fixture_fill(w, 1 << 20, 31);
 	cdb_rw16(cdb, 0x8a, 0, 2048);
 	CHECK_GOOD(run(e, 0, cdb, 16, w, 1 << 20));
 	uint8_t pl[16 + 3 * 32 + 3 * 28];
@@ -1593,7 +1549,7 @@ static void sanitize_wait(struct env *e, uint64_t lun)
 		CHECK_SENSE(r, 0x2, 0x04, 0x1b);
 		if (r.key != 0x2)
 			return;
-		uv_run(&e->loop, UV_RUN_ONCE);
+		uv_run(&e->pf.loop, UV_RUN_ONCE);
 	}
 }
 
@@ -1601,9 +1557,9 @@ static void test_sanitize(struct env *e)
 {
 	const uint64_t lun = 1; /* d4k */
 	uint32_t bs = 4096;
-	uint8_t *buf = abuf(bs);
+	uint8_t *buf = pool_fixture_abuf(bs);
 	uint8_t cdb[16];
-	fill(buf, bs, 77);
+	pool_fixture_fill(buf, bs, 77);
 	cdb_rw16(cdb, 0x8a, 5, 1);
 	CHECK_GOOD(run(e, lun, cdb, 16, buf, bs));
 	/* bad CDBs and parameter lists: nothing starts */
@@ -1734,7 +1690,7 @@ static void test_sanitize(struct env *e)
 static void test_random_cdbs(struct env *e)
 {
 	uint64_t st = 0x243f6a8885a308d3ull;
-	uint8_t *out = abuf(65536);
+	uint8_t *out = pool_fixture_abuf(65536);
 	for (int i = 0; i < 4000; i++) {
 		uint8_t cdb[16];
 		for (int j = 0; j < 16; j++) {
@@ -1812,7 +1768,7 @@ static void test_spc2_and_extras(struct env *e)
 		clear_ua(e, a, l);
 
 	/* ORWRITE(16): old | data */
-	uint8_t *w1 = abuf(4096), cdb[16];
+	uint8_t *w1 = pool_fixture_abuf(4096), cdb[16];
 	memset(w1, 0x0f, 1024);
 	cdb_rw16(cdb, 0x8a, 600, 2);
 	CHECK_GOOD(run(e, 0, cdb, 16, w1, 1024));
@@ -1925,10 +1881,10 @@ static void test_resubmit_from_done(struct env *e)
 	ch.c.done = chain_done;
 	ch.c.priv = &ch;
 	scsi_cmd_submit(e->t, &ch.c);
-	uv_run(&e->loop, UV_RUN_NOWAIT);
+	uv_run(&e->pf.loop, UV_RUN_NOWAIT);
 	CHECK_EQ(ch.done, 1);
 	while (ch.left > 0)
-		uv_run(&e->loop, UV_RUN_ONCE);
+		uv_run(&e->pf.loop, UV_RUN_ONCE);
 	CHECK_EQ(ch.done, 50);
 	CHECK_EQ(ch.c.status, SCSI_STATUS_GOOD);
 }
@@ -2000,7 +1956,7 @@ static void test_more(struct env *e)
 int main(void)
 {
 	log_init();
-	g_in = abuf(1 << 20);
+	g_in = pool_fixture_abuf(1 << 20);
 	test_cdb_xfer();
 	struct env e;
 	env_init(&e);

@@ -14,17 +14,10 @@
 #include "log.h"
 
 #include "check.h"
+#include "pool_fixture.h"
 
 int failures;
 static const char *current_test = "";
-
-struct env {
-	uv_loop_t loop;
-	char base[64];  /* temp dir */
-	char dir[128];  /* pool dir */
-	char disk0[128], disk1[128];
-	struct sds_pool *pool;
-};
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static uint64_t rnd(void)
@@ -33,15 +26,6 @@ static uint64_t rnd(void)
 	rng_state ^= rng_state >> 7;
 	rng_state ^= rng_state << 17;
 	return rng_state;
-}
-
-static void *abuf(size_t len)
-{
-	void *p = NULL;
-	if (posix_memalign(&p, 4096, len ? len : 4096))
-		abort();
-	memset(p, 0, len);
-	return p;
 }
 
 struct waiter {
@@ -56,7 +40,8 @@ static void io_cb(struct sds_io *io, int status)
 	w->status = status;
 }
 
-static int run_io(struct env *e, struct sds_vdisk *v, struct sds_io *io)
+static int run_io(struct pool_fixture *e, struct sds_vdisk *v,
+		  struct sds_io *io)
 {
 	struct waiter w = {0};
 	io->priv = &w;
@@ -68,8 +53,8 @@ static int run_io(struct env *e, struct sds_vdisk *v, struct sds_io *io)
 	return w.status;
 }
 
-static int rw(struct env *e, struct sds_vdisk *v, enum sds_op op, uint64_t off,
-	      uint64_t len, void *buf)
+static int rw(struct pool_fixture *e, struct sds_vdisk *v, enum sds_op op,
+	      uint64_t off, uint64_t len, void *buf)
 {
 	struct sds_io io = {.op = op, .offset = off, .len = len, .buf = buf};
 	return run_io(e, v, &io);
@@ -82,7 +67,7 @@ static void flush_cb(void *arg, int status)
 	w->status = status;
 }
 
-static int pool_flush(struct env *e)
+static int pool_flush(struct pool_fixture *e)
 {
 	struct waiter w = {0};
 	sds_pool_flush(e->pool, flush_cb, &w);
@@ -91,56 +76,21 @@ static int pool_flush(struct env *e)
 	return w.status;
 }
 
-static void closed_cb(void *arg)
+static void env_open(struct pool_fixture *e, bool no_checksum)
 {
-	*(bool *)arg = true;
-}
-
-static void env_close(struct env *e)
-{
-	bool done = false;
-	sds_pool_close(e->pool, closed_cb, &done);
-	while (!done)
-		uv_run(&e->loop, UV_RUN_ONCE);
-	e->pool = NULL;
-}
-
-static void env_open(struct env *e, bool no_checksum)
-{
-	char err[256];
 	struct sds_pool_opts o = {.no_checksum = no_checksum,
 				  .cache_extents = 64};
-	int rc = sds_pool_open(&e->loop, e->dir, &o, &e->pool, err,
-			       sizeof(err));
-	if (rc) {
-		fprintf(stderr, "open: %s\n", err);
-		exit(1);
-	}
+	pool_fixture_open(e, &o);
 }
 
-static void env_init(struct env *e, uint64_t disk_size)
+static void env_init(struct pool_fixture *e, uint64_t disk_size)
 {
-	memset(e, 0, sizeof(*e));
-	uv_loop_init(&e->loop);
-	snprintf(e->base, sizeof(e->base), "/tmp/cairn-test-sds-XXXXXX");
-	if (!mkdtemp(e->base))
-		abort();
-	snprintf(e->disk0, sizeof(e->disk0), "%s/d0.img", e->base);
-	snprintf(e->disk1, sizeof(e->disk1), "%s/d1.img", e->base);
-	snprintf(e->dir, sizeof(e->dir), "%s/pool", e->base);
-	char err[256];
-	const char *disks[] = {e->disk0, e->disk1};
-	uint64_t sizes[] = {disk_size, disk_size};
-	int rc = sds_pool_format(e->dir, disks, sizes, 2, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "format: %s\n", err);
-		exit(1);
-	}
-	env_open(e, false);
+	struct sds_pool_opts o = {.cache_extents = 64};
+	pool_fixture_init(e, "sds", disk_size, &o);
 }
 
 /* fsck: the metadata must be consistent and leak-free at every quiet point. */
-static void check_pool(struct env *e)
+static void check_pool(struct pool_fixture *e)
 {
 	struct sds_check_report rep;
 	CHECK_EQ(sds_pool_check(e->pool, true, &rep), 0);
@@ -152,23 +102,19 @@ static void check_pool(struct env *e)
 		fprintf(stderr, "  (in %s)\n", current_test);
 }
 
-static void env_fini(struct env *e)
+static void env_fini(struct pool_fixture *e)
 {
 	if (e->pool) {
 		check_pool(e);
-		env_close(e);
+		pool_fixture_close(e);
 		env_open(e, false);
 		check_pool(e);
-		env_close(e);
+		pool_fixture_close(e);
 	}
-	uv_loop_close(&e->loop);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->base);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cleanup failed\n");
+	pool_fixture_fini(e);
 }
 
-static uint64_t used_bytes(struct env *e)
+static uint64_t used_bytes(struct pool_fixture *e)
 {
 	struct sds_pool_stats st;
 	sds_pool_stats(e->pool, &st);
@@ -177,21 +123,16 @@ static uint64_t used_bytes(struct env *e)
 
 /* ---- tests -------------------------------------------------------------- */
 
-static void fill(uint8_t *b, size_t len, uint64_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		b[i] = (uint8_t)((seed * 131 + i * 7 + (i >> 9)) ^ (seed >> 3));
-}
-
 static void test_basic_rw(void)
 {
 	current_test = "test_basic_rw";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 64 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "a", 16 << 20, 4096), 0);
 	struct sds_vdisk *v;
 	CHECK_EQ(sds_vdisk_open(e.pool, "a", &v), 0);
-	uint8_t *w = abuf(1 << 20), *r = abuf(1 << 20);
+	uint8_t *w = pool_fixture_abuf(1 << 20),
+		*r = pool_fixture_abuf(1 << 20);
 	/* never written: zeroes, and no space */
 	memset(r, 0xaa, 8192);
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 4096, 8192, r), 0);
@@ -201,13 +142,13 @@ static void test_basic_rw(void)
 			break;
 		}
 	CHECK_EQ(used_bytes(&e), 0);
-	fill(w, 1 << 20, 1);
+	pool_fixture_fill(w, 1 << 20, 1);
 	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 3 << 20, 1 << 20, w), 0);
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 3 << 20, 1 << 20, r), 0);
 	CHECK(memcmp(w, r, 1 << 20) == 0);
 	CHECK_EQ(used_bytes(&e), 1 << 20);
 	/* overwrite: redirect on write keeps usage flat once durable */
-	fill(w, 1 << 20, 2);
+	pool_fixture_fill(w, 1 << 20, 2);
 	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 3 << 20, 1 << 20, w), 0);
 	CHECK_EQ(pool_flush(&e), 0);
 	CHECK_EQ(used_bytes(&e), 1 << 20);
@@ -234,7 +175,7 @@ static void test_basic_rw(void)
 	sds_vdisk_close(v);
 	CHECK_EQ(pool_flush(&e), 0);
 	/* durable across reopen */
-	env_close(&e);
+	pool_fixture_close(&e);
 	env_open(&e, false);
 	CHECK_EQ(sds_vdisk_open(e.pool, "a", &v), 0);
 	memset(r, 0, 1 << 20);
@@ -251,20 +192,21 @@ static void test_basic_rw(void)
 static void test_model(void)
 {
 	current_test = "test_model";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 64 << 20);
 	const uint64_t size = 8 << 20;
 	CHECK_EQ(sds_vdisk_create(e.pool, "m", size, 512), 0);
 	struct sds_vdisk *v;
 	CHECK_EQ(sds_vdisk_open(e.pool, "m", &v), 0);
 	uint8_t *model = calloc(1, size);
-	uint8_t *buf = abuf(512 << 10), *cmp = abuf(512 << 10);
+	uint8_t *buf = pool_fixture_abuf(512 << 10),
+		*cmp = pool_fixture_abuf(512 << 10);
 	for (int iter = 0; iter < 600; iter++) {
 		uint64_t len = (1 + rnd() % 256) * 512;
 		uint64_t off = (rnd() % ((size - len) / 512 + 1)) * 512;
 		int op = (int)(rnd() % 10);
 		if (op < 4) {
-			fill(buf, len, rnd());
+			pool_fixture_fill(buf, len, rnd());
 			CHECK_EQ(rw(&e, v, SDS_OP_WRITE, off, len, buf), 0);
 			memcpy(model + off, buf, len);
 		} else if (op < 5) {
@@ -293,7 +235,7 @@ static void test_model(void)
 			CHECK_EQ(pool_flush(&e), 0);
 	}
 	sds_vdisk_close(v);
-	env_close(&e);
+	pool_fixture_close(&e);
 	env_open(&e, false);
 	CHECK_EQ(sds_vdisk_open(e.pool, "m", &v), 0);
 	for (uint64_t off = 0; off < size; off += 512 << 10) {
@@ -310,14 +252,16 @@ static void test_model(void)
 static void test_snapshot_clone(void)
 {
 	current_test = "test_snapshot_clone";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 64 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "base", 8 << 20, 4096), 0);
 	struct sds_vdisk *v, *s, *c;
 	CHECK_EQ(sds_vdisk_open(e.pool, "base", &v), 0);
-	uint8_t *a = abuf(4 << 20), *b = abuf(4 << 20), *r = abuf(4 << 20);
-	fill(a, 4 << 20, 10);
-	fill(b, 4 << 20, 11);
+	uint8_t *a = pool_fixture_abuf(4 << 20),
+		*b = pool_fixture_abuf(4 << 20),
+		*r = pool_fixture_abuf(4 << 20);
+	pool_fixture_fill(a, 4 << 20, 10);
+	pool_fixture_fill(b, 4 << 20, 11);
 	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4 << 20, a), 0);
 	CHECK_EQ(sds_vdisk_snapshot(e.pool, "base", "snap1"), 0);
 	CHECK_EQ(sds_vdisk_snapshot(e.pool, "base", "snap1"), -EEXIST);
@@ -352,7 +296,7 @@ static void test_snapshot_clone(void)
 	sds_vdisk_close(v);
 	CHECK_EQ(pool_flush(&e), 0);
 	/* all of it survives a reopen, sharing included */
-	env_close(&e);
+	pool_fixture_close(&e);
 	env_open(&e, false);
 	CHECK_EQ(sds_vdisk_open(e.pool, "snap1", &s), 0);
 	CHECK_EQ(rw(&e, s, SDS_OP_READ, 0, 4 << 20, r), 0);
@@ -384,15 +328,16 @@ static void test_snapshot_clone(void)
 static void test_copy_range(void)
 {
 	current_test = "test_copy_range";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 64 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "src", 8 << 20, 512), 0);
 	CHECK_EQ(sds_vdisk_create(e.pool, "dst", 8 << 20, 512), 0);
 	struct sds_vdisk *s, *d;
 	CHECK_EQ(sds_vdisk_open(e.pool, "src", &s), 0);
 	CHECK_EQ(sds_vdisk_open(e.pool, "dst", &d), 0);
-	uint8_t *a = abuf(4 << 20), *r = abuf(4 << 20);
-	fill(a, 4 << 20, 21);
+	uint8_t *a = pool_fixture_abuf(4 << 20),
+		*r = pool_fixture_abuf(4 << 20);
+	pool_fixture_fill(a, 4 << 20, 21);
 	CHECK_EQ(rw(&e, s, SDS_OP_WRITE, 0, 4 << 20, a), 0);
 	uint64_t used = used_bytes(&e);
 	/* extent-aligned: shares whole extents */
@@ -417,7 +362,7 @@ static void test_copy_range(void)
 		 0);
 	CHECK(memcmp(r, a + 1536, 5 * 512 + 8192) == 0);
 	/* overwriting the source leaves the copy alone */
-	uint8_t *z = abuf(4 << 20);
+	uint8_t *z = pool_fixture_abuf(4 << 20);
 	CHECK_EQ(rw(&e, s, SDS_OP_WRITE, 0, 4 << 20, z), 0);
 	CHECK_EQ(rw(&e, d, SDS_OP_READ, 0, 2 << 20, r), 0);
 	CHECK(memcmp(r, a, 2 << 20) == 0);
@@ -435,7 +380,7 @@ static void test_copy_range(void)
 	sds_vdisk_close(s);
 	sds_vdisk_close(d);
 	CHECK_EQ(pool_flush(&e), 0);
-	env_close(&e);
+	pool_fixture_close(&e);
 	env_open(&e, false);
 	CHECK_EQ(sds_vdisk_open(e.pool, "dst", &d), 0);
 	CHECK_EQ(rw(&e, d, SDS_OP_READ, 4 << 20, 12288, r), 0);
@@ -450,12 +395,12 @@ static void test_copy_range(void)
 static void test_compare_and_write(void)
 {
 	current_test = "test_compare_and_write";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 16 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "c", 1 << 20, 512), 0);
 	struct sds_vdisk *v;
 	CHECK_EQ(sds_vdisk_open(e.pool, "c", &v), 0);
-	uint8_t *buf = abuf(1024), *r = abuf(512);
+	uint8_t *buf = pool_fixture_abuf(1024), *r = pool_fixture_abuf(512);
 	memset(buf, 0, 512);        /* compare: zeroes (never written) */
 	memset(buf + 512, 'x', 512); /* then write x */
 	struct sds_io io = {.op = SDS_OP_COMPARE_AND_WRITE, .offset = 1024,
@@ -499,7 +444,7 @@ static void test_compare_and_write(void)
 static void test_bad_input(void)
 {
 	current_test = "test_bad_input";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 8 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "bad/name", 1 << 20, 512), -EINVAL);
 	CHECK_EQ(sds_vdisk_create(e.pool, "", 1 << 20, 512), -EINVAL);
@@ -511,7 +456,7 @@ static void test_bad_input(void)
 	CHECK(strstr(sds_pool_errmsg(e.pool), "nope") != NULL);
 	CHECK_EQ(sds_vdisk_create(e.pool, "x", 20 << 20, 512), 0);
 	CHECK_EQ(sds_vdisk_open(e.pool, "x", &v), 0);
-	uint8_t *buf = abuf(1 << 20);
+	uint8_t *buf = pool_fixture_abuf(1 << 20);
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 20 << 20, 512, buf), -EINVAL);
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, (20 << 20) - 512, 1024, buf), -EINVAL);
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 100, 512, buf), -EINVAL);
@@ -523,14 +468,14 @@ static void test_bad_input(void)
 	int rc = 0;
 	uint64_t off;
 	for (off = 0; off < (20 << 20) && !rc; off += 1 << 20) {
-		fill(buf, 1 << 20, off);
+		pool_fixture_fill(buf, 1 << 20, off);
 		rc = rw(&e, v, SDS_OP_WRITE, off, 1 << 20, buf);
 	}
 	CHECK_EQ(rc, -ENOSPC);
 	/* what was written before is intact */
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 0, 1 << 20, buf), 0);
-	uint8_t *exp = abuf(1 << 20);
-	fill(exp, 1 << 20, 0);
+	uint8_t *exp = pool_fixture_abuf(1 << 20);
+	pool_fixture_fill(exp, 1 << 20, 0);
 	CHECK(memcmp(buf, exp, 1 << 20) == 0);
 	/* unmap makes room again */
 	CHECK_EQ(rw(&e, v, SDS_OP_UNMAP, 4 << 20, 8 << 20, NULL), 0);
@@ -546,13 +491,13 @@ static void test_bad_input(void)
 static void test_corruption(void)
 {
 	current_test = "test_corruption";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 8 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "c", 1 << 20, 4096), 0);
 	struct sds_vdisk *v;
 	CHECK_EQ(sds_vdisk_open(e.pool, "c", &v), 0);
-	uint8_t *buf = abuf(8192);
-	fill(buf, 8192, 5);
+	uint8_t *buf = pool_fixture_abuf(8192);
+	pool_fixture_fill(buf, 8192, 5);
 	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 8192, buf), 0);
 	CHECK_EQ(pool_flush(&e), 0);
 	/* Both disks: the blocks landed on one of them. Corrupt every
@@ -592,7 +537,7 @@ static void test_corruption(void)
 	CHECK(st.scrub_blocks >= 2);
 	sds_pool_scrub(e.pool, 0);
 	/* rewriting the block heals it */
-	fill(buf, 4096, 6);
+	pool_fixture_fill(buf, 4096, 6);
 	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4096, buf), 0);
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 0, 4096, buf), 0);
 	sds_vdisk_close(v);
@@ -603,15 +548,15 @@ static void test_corruption(void)
 static void test_resize_and_big_snapshot(void)
 {
 	current_test = "test_resize_and_big_snapshot";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 16 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "big", 10ULL << 30, 4096), 0);
 	struct sds_vdisk *v;
 	CHECK_EQ(sds_vdisk_open(e.pool, "big", &v), 0);
-	uint8_t *buf = abuf(4096);
+	uint8_t *buf = pool_fixture_abuf(4096);
 	/* touch one block in every 4th GiB... and 1000 extents spread out */
 	for (uint64_t i = 0; i < 1000; i++) {
-		fill(buf, 4096, i);
+		pool_fixture_fill(buf, 4096, i);
 		CHECK_EQ(rw(&e, v, SDS_OP_WRITE, i * (10ULL << 20), 4096, buf),
 			 0);
 	}
@@ -638,7 +583,7 @@ static void test_resize_and_big_snapshot(void)
 	CHECK_EQ(sds_vdisk_open(e.pool, "big-snap", &v), 0);
 	CHECK_EQ(rw(&e, v, SDS_OP_READ, 999 * (10ULL << 20), 4096, buf), 0);
 	uint8_t exp[4096];
-	fill(exp, 4096, 999);
+	pool_fixture_fill(exp, 4096, 999);
 	CHECK(memcmp(buf, exp, 4096) == 0);
 	sds_vdisk_close(v);
 	struct sds_vdisk_info *list;
@@ -652,13 +597,13 @@ static void test_resize_and_big_snapshot(void)
 
 /* Closes and reopens the pool; the 4 KiB at `off` of vdisk `name` must
  * read as `want`. */
-static void reopen_expect(struct env *e, const char *name, uint64_t off,
-			  const uint8_t *want)
+static void reopen_expect(struct pool_fixture *e, const char *name,
+			  uint64_t off, const uint8_t *want)
 {
-	env_close(e);
+	pool_fixture_close(e);
 	env_open(e, false);
 	struct sds_vdisk *v;
-	uint8_t *r = abuf(4096);
+	uint8_t *r = pool_fixture_abuf(4096);
 	CHECK_EQ(sds_vdisk_open(e->pool, name, &v), 0);
 	CHECK_EQ(rw(e, v, SDS_OP_READ, off, 4096, r), 0);
 	CHECK(memcmp(r, want, 4096) == 0);
@@ -682,19 +627,19 @@ static int inject(void *arg, const char *point)
 static void test_commit_failure(void)
 {
 	current_test = "test_commit_failure";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 16 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "f", 4 << 20, 4096), 0);
 	CHECK_EQ(pool_flush(&e), 0);
-	env_close(&e);
+	pool_fixture_close(&e);
 	char err[256];
 	struct sds_pool_opts o = {.fault = inject, .cache_extents = 64};
 	CHECK_EQ(sds_pool_open(&e.loop, e.dir, &o, &e.pool, err, sizeof(err)),
 		 0);
 	struct sds_vdisk *v;
 	CHECK_EQ(sds_vdisk_open(e.pool, "f", &v), 0);
-	uint8_t *a = abuf(8192), *r = abuf(8192);
-	fill(a, 8192, 77);
+	uint8_t *a = pool_fixture_abuf(8192), *r = pool_fixture_abuf(8192);
+	pool_fixture_fill(a, 8192, 77);
 	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4096, a), 0);
 	CHECK_EQ(pool_flush(&e), 0); /* durable */
 	__atomic_store_n(&fail_commits, 1, __ATOMIC_SEQ_CST);
@@ -751,12 +696,12 @@ static int logged_child(const char *dir)
 	struct sds_vdisk *v;
 	if (sds_vdisk_open(p, "l", &v))
 		return 2;
-	uint8_t *b = abuf(4096);
+	uint8_t *b = pool_fixture_abuf(4096);
 	static const unsigned order[] = {0, 1, 3, 2};
 	int rc = 0;
 	for (unsigned k = 0; k < 4 && !rc; k++) {
 		unsigned i = order[k];
-		fill(b, 4096, 100 + i);
+		pool_fixture_fill(b, 4096, 100 + i);
 		rc = logged_io(&loop, v, i != 2 ? SDS_IO_LOGGED : 0, i * 4096, b);
 		if (k == 1 && !rc) {
 			struct waiter w = {0};
@@ -783,17 +728,17 @@ static int logged_child(const char *dir)
 static void test_logged_survives_kill(void)
 {
 	current_test = "test_logged_survives_kill";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 16 << 20);
 	CHECK_EQ(sds_vdisk_create(e.pool, "l", 4 << 20, 4096), 0);
 	struct sds_vdisk *v;
 	CHECK_EQ(sds_vdisk_open(e.pool, "l", &v), 0);
-	uint8_t *b = abuf(4096), *r = abuf(4096);
-	fill(b, 4096, 99);
+	uint8_t *b = pool_fixture_abuf(4096), *r = pool_fixture_abuf(4096);
+	pool_fixture_fill(b, 4096, 99);
 	CHECK_EQ(rw(&e, v, SDS_OP_WRITE, 0, 4096, b), 0);
 	sds_vdisk_close(v);
 	CHECK_EQ(pool_flush(&e), 0);
-	env_close(&e);
+	pool_fixture_close(&e);
 
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "exec /proc/%d/exe --logged-child '%s'",
@@ -814,13 +759,13 @@ static void test_logged_survives_kill(void)
 	for (unsigned i = 0; i < 4; i++) {
 		CHECK_EQ(rw(&e, v, SDS_OP_READ, i * 4096, 4096, r), 0);
 		if (i != 2)
-			fill(b, 4096, 100 + i);
+			pool_fixture_fill(b, 4096, 100 + i);
 		else
 			memset(b, 0, 4096);
 		CHECK(memcmp(r, b, 4096) == 0);
 	}
 	/* Logged but never flushed: a clean close must still commit it. */
-	fill(b, 4096, 7);
+	pool_fixture_fill(b, 4096, 7);
 	struct sds_io io = {.op = SDS_OP_WRITE, .flags = SDS_IO_LOGGED,
 			    .offset = 16384, .len = 4096, .buf = b};
 	CHECK_EQ(run_io(&e, v, &io), 0);
@@ -838,12 +783,13 @@ static void test_logged_survives_kill(void)
 static void test_logged_inplace(void)
 {
 	current_test = "test_logged_inplace";
-	struct env e;
+	struct pool_fixture e;
 	env_init(&e, 16 << 20);
-	env_close(&e);
+	pool_fixture_close(&e);
 	logged_open(&e.loop, e.dir, &e.pool);
 	const uint64_t size = 4 << 20, nblk = size / 4096;
-	uint8_t *model = abuf(size), *b = abuf(4096), *r = abuf(size);
+	uint8_t *model = pool_fixture_abuf(size), *b = pool_fixture_abuf(4096),
+		*r = pool_fixture_abuf(size);
 	struct sds_vdisk *v;
 	for (int round = 0; round < 2; round++) {
 		CHECK_EQ(sds_vdisk_create(e.pool, "l", size, 4096), 0);
@@ -852,7 +798,7 @@ static void test_logged_inplace(void)
 		for (unsigned i = 0; i < 600; i++) {
 			/* few blocks, many versions: mostly in-place puts */
 			uint64_t blk = rnd() % 24 + (i % 2) * (nblk - 24);
-			fill(b, 4096, 1000 * round + i);
+			pool_fixture_fill(b, 4096, 1000 * round + i);
 			CHECK_EQ(logged_io(&e.loop, v, SDS_IO_LOGGED, blk * 4096,
 					   b), 0);
 			memcpy(model + blk * 4096, b, 4096);
@@ -868,7 +814,7 @@ static void test_logged_inplace(void)
 		}
 	}
 	for (int mode = 0; mode < 2; mode++) {
-		env_close(&e);
+		pool_fixture_close(&e);
 		if (mode == 0)
 			logged_open(&e.loop, e.dir, &e.pool);
 		else
