@@ -34,39 +34,45 @@ static void *sbc_alloc(size_t len)
 
 /* ---- CDB decoding ---------------------------------------------------------- */
 
-struct sbc_rw {
-	uint64_t lba;
-	uint64_t nblk;
-	bool fua;
-	uint8_t protect; /* RDPROTECT / WRPROTECT / VRPROTECT */
-	uint16_t len_byte; /* where the length field starts, for sense */
-};
-
-static void sbc_decode(const uint8_t *cdb, struct sbc_rw *rw)
+void sbc_decode(const uint8_t *cdb, struct sbc_rw *rw)
 {
 	memset(rw, 0, sizeof(*rw));
-	switch (cdb[0] >> 5) {
-	case 0: /* 6-byte: SBC-4 5.11 / 5.43 */
+	if (cdb[0] >> 5 == 0) { /* 6-byte: SBC-4 5.11 / 5.43, no flags */
 		rw->lba = ((uint64_t)(cdb[1] & 0x1f) << 16) | get_be16(cdb + 2);
 		rw->nblk = cdb[4] ? cdb[4] : 256;
 		rw->len_byte = 4;
 		return;
-	case 1: /* 10-byte */
-	case 2:
-		rw->lba = get_be32(cdb + 2);
-		rw->nblk = get_be16(cdb + 7);
-		rw->len_byte = 7;
-		break;
-	case 5: /* 12-byte */
-		rw->lba = get_be32(cdb + 2);
-		rw->nblk = get_be32(cdb + 6);
-		rw->len_byte = 6;
-		break;
-	case 4: /* 16-byte */
+	}
+	switch (cdb[0]) {
+	case 0x89: /* COMPARE AND WRITE (SBC-4 5.3): a one-byte count */
 		rw->lba = get_be64(cdb + 2);
-		rw->nblk = get_be32(cdb + 10);
-		rw->len_byte = 10;
+		rw->nblk = cdb[13];
+		rw->len_byte = 13;
 		break;
+	case 0x9c: /* WRITE ATOMIC(16) (SBC-4 5.48): ATOMIC BOUNDARY at 10 */
+		rw->lba = get_be64(cdb + 2);
+		rw->nblk = get_be16(cdb + 12);
+		rw->len_byte = 12;
+		break;
+	default:
+		switch (cdb[0] >> 5) {
+		case 1: /* 10-byte */
+		case 2:
+			rw->lba = get_be32(cdb + 2);
+			rw->nblk = get_be16(cdb + 7);
+			rw->len_byte = 7;
+			break;
+		case 5: /* 12-byte */
+			rw->lba = get_be32(cdb + 2);
+			rw->nblk = get_be32(cdb + 6);
+			rw->len_byte = 6;
+			break;
+		case 4: /* 16-byte */
+			rw->lba = get_be64(cdb + 2);
+			rw->nblk = get_be32(cdb + 10);
+			rw->len_byte = 10;
+			break;
+		}
 	}
 	rw->fua = cdb[1] & 0x08;
 	rw->protect = cdb[1] >> 5;
@@ -118,6 +124,44 @@ static uint32_t sbc_io_flags(const struct scsi_lu *lu, bool fua)
 	return (fua || !lu->mode.wce) ? SDS_IO_FUA : 0;
 }
 
+/* The data-out buffer must hold what the CDB says (the transport checks the
+ * initiator's expected length against scsi_cdb_xfer). */
+static bool sbc_data_out_ok(struct scsi_task *tk, uint64_t need)
+{
+	if (tk->c->data_out_len >= need && (tk->c->data_out || !need))
+		return true;
+	scsi_task_check(tk, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
+	return false;
+}
+
+/* From the transfer length on, for commands moving len bytes: a zero
+ * TRANSFER LENGTH "shall not be considered an error" (SBC-4 5.11-5.16,
+ * 5.40-5.45) and ends GOOD at once; a write's data-out must hold the
+ * data. false when tk is finished. */
+static bool sbc_xfer_begin(struct scsi_task *tk, uint64_t len, bool write)
+{
+	tk->c->xfer_len = (uint32_t)len;
+	if (!len) {
+		scsi_task_good(tk);
+		return false;
+	}
+	return !write || sbc_data_out_ok(tk, len);
+}
+
+/* The prologue READ, WRITE, WRITE AND VERIFY and ORWRITE share: decode,
+ * the checks of sbc_check_rw, write protection (write), then
+ * sbc_xfer_begin. false when tk is finished; else *len is the byte
+ * count. */
+static bool sbc_rw_begin(struct scsi_task *tk, struct sbc_rw *rw, bool write,
+			 uint64_t *len)
+{
+	sbc_decode(tk->c->cdb, rw);
+	if (!sbc_check_rw(tk, rw, true) || (write && sbc_write_protected(tk)))
+		return false;
+	*len = rw->nblk * tk->lu->bs;
+	return sbc_xfer_begin(tk, *len, write);
+}
+
 /* ---- READ ------------------------------------------------------------------- */
 
 /* READ and WRITE larger than the engine's largest IO (SDS_MAX_IO) go in
@@ -167,15 +211,9 @@ void sbc_read(struct scsi_task *tk)
 	struct scsi_cmd *c = tk->c;
 	struct scsi_lu *lu = tk->lu;
 	struct sbc_rw rw;
-	sbc_decode(c->cdb, &rw);
-	if (!sbc_check_rw(tk, &rw, true))
+	uint64_t len;
+	if (!sbc_rw_begin(tk, &rw, false, &len))
 		return;
-	uint64_t len = rw.nblk * lu->bs;
-	c->xfer_len = (uint32_t)len;
-	if (!len) {
-		scsi_task_good(tk);
-		return;
-	}
 	uint8_t *buf = c->data_in;
 	if (!buf || c->data_in_cap < len) {
 		/* The initiator takes at most data_in_cap bytes: read only
@@ -206,16 +244,6 @@ static void sbc_write_done(struct scsi_task *tk, int status)
 	scsi_task_errno(tk, status, true);
 }
 
-/* The data-out buffer must hold what the CDB says (the transport checks the
- * initiator's expected length against scsi_cdb_xfer). */
-static bool sbc_data_out_ok(struct scsi_task *tk, uint64_t need)
-{
-	if (tk->c->data_out_len >= need && (tk->c->data_out || !need))
-		return true;
-	scsi_task_check(tk, SK_ILLEGAL_REQUEST, ASC_PARAM_LIST_LENGTH_ERROR);
-	return false;
-}
-
 /* COMPARE AND WRITE and WRITE SAME take exactly what the CDB says: a
  * data-out of any other size is a malformed command, not a residual. */
 static bool sbc_data_out_exact(struct scsi_task *tk, uint64_t need)
@@ -232,16 +260,8 @@ void sbc_write(struct scsi_task *tk)
 	struct scsi_cmd *c = tk->c;
 	struct scsi_lu *lu = tk->lu;
 	struct sbc_rw rw;
-	sbc_decode(c->cdb, &rw);
-	if (!sbc_check_rw(tk, &rw, true) || sbc_write_protected(tk))
-		return;
-	uint64_t len = rw.nblk * lu->bs;
-	c->xfer_len = (uint32_t)len;
-	if (!len) {
-		scsi_task_good(tk);
-		return;
-	}
-	if (!sbc_data_out_ok(tk, len))
+	uint64_t len;
+	if (!sbc_rw_begin(tk, &rw, true, &len))
 		return;
 	tk->lba = rw.lba * lu->bs;
 	tk->nblk = len;
@@ -342,21 +362,13 @@ void sbc_write_verify(struct scsi_task *tk)
 	struct scsi_cmd *c = tk->c;
 	struct scsi_lu *lu = tk->lu;
 	struct sbc_rw rw;
-	sbc_decode(c->cdb, &rw);
+	uint64_t len;
 	uint8_t bytchk = (c->cdb[1] >> 1) & 3;
 	if (bytchk > 1) {
 		scsi_task_bad_cdb(tk, 1, 2);
 		return;
 	}
-	if (!sbc_check_rw(tk, &rw, true) || sbc_write_protected(tk))
-		return;
-	uint64_t len = rw.nblk * lu->bs;
-	c->xfer_len = (uint32_t)len;
-	if (!len) {
-		scsi_task_good(tk);
-		return;
-	}
-	if (!sbc_data_out_ok(tk, len))
+	if (!sbc_rw_begin(tk, &rw, true, &len))
 		return;
 	tk->phase = bytchk;
 	tk->lba = rw.lba;
@@ -723,11 +735,7 @@ void sbc_compare_and_write(struct scsi_task *tk)
 	struct scsi_cmd *c = tk->c;
 	struct scsi_lu *lu = tk->lu;
 	struct sbc_rw rw;
-	rw.lba = get_be64(c->cdb + 2);
-	rw.nblk = c->cdb[13];
-	rw.protect = c->cdb[1] >> 5;
-	rw.fua = c->cdb[1] & 0x08;
-	rw.len_byte = 13;
+	sbc_decode(c->cdb, &rw);
 	if (rw.nblk > SBC_MAX_CAW_BLOCKS) {
 		scsi_task_bad_cdb(tk, 13, -1);
 		return;
@@ -766,11 +774,7 @@ void sbc_write_atomic(struct scsi_task *tk)
 	struct scsi_cmd *c = tk->c;
 	struct scsi_lu *lu = tk->lu;
 	struct sbc_rw rw;
-	rw.lba = get_be64(c->cdb + 2);
-	rw.nblk = get_be16(c->cdb + 12);
-	rw.protect = c->cdb[1] >> 5;
-	rw.fua = c->cdb[1] & 0x08;
-	rw.len_byte = 12;
+	sbc_decode(c->cdb, &rw);
 	if (get_be16(c->cdb + 10)) { /* ATOMIC BOUNDARY: size 0 in B0 */
 		scsi_task_bad_cdb(tk, 10, -1);
 		return;
@@ -782,12 +786,7 @@ void sbc_write_atomic(struct scsi_task *tk)
 		scsi_task_bad_cdb(tk, 12, -1);
 		return;
 	}
-	c->xfer_len = (uint32_t)len;
-	if (!len) {
-		scsi_task_good(tk);
-		return;
-	}
-	if (!sbc_data_out_ok(tk, len))
+	if (!sbc_xfer_begin(tk, len, true))
 		return;
 	tk->io = (struct sds_io){.op = SDS_OP_WRITE,
 				 .flags = sbc_io_flags(lu, rw.fua),
@@ -869,19 +868,10 @@ static void sbc_orw_read(struct scsi_task *tk)
 
 void sbc_orwrite(struct scsi_task *tk)
 {
-	struct scsi_cmd *c = tk->c;
 	struct scsi_lu *lu = tk->lu;
 	struct sbc_rw rw;
-	sbc_decode(c->cdb, &rw);
-	if (!sbc_check_rw(tk, &rw, true) || sbc_write_protected(tk))
-		return;
-	uint64_t len = rw.nblk * lu->bs;
-	c->xfer_len = (uint32_t)len;
-	if (!len) {
-		scsi_task_good(tk);
-		return;
-	}
-	if (!sbc_data_out_ok(tk, len))
+	uint64_t len;
+	if (!sbc_rw_begin(tk, &rw, true, &len))
 		return;
 	struct sbc_orw *o = calloc(1, sizeof(*o));
 	if (!o) {

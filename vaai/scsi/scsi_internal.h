@@ -325,6 +325,18 @@ void vpd_inquiry(struct scsi_task *tk, uint8_t page, uint32_t alloc_len);
 size_t vpd_designator_naa(const struct scsi_lu *lu, uint8_t *out);
 
 /* sbc.c */
+/* The LBA and the block count of a READ, WRITE, VERIFY, WRITE AND VERIFY,
+ * ORWRITE, WRITE SAME, PRE-FETCH, SYNCHRONIZE CACHE, COMPARE AND WRITE or
+ * WRITE ATOMIC CDB (6/10/12/16 bytes, by opcode group), for the handlers
+ * and for scsi_cdb_xfer; the caller has checked the CDB's length. */
+struct sbc_rw {
+	uint64_t lba;
+	uint64_t nblk;
+	bool fua;
+	uint8_t protect;   /* RDPROTECT / WRPROTECT / VRPROTECT */
+	uint16_t len_byte; /* where the length field starts, for sense */
+};
+void sbc_decode(const uint8_t *cdb, struct sbc_rw *rw);
 /* Submits tk->io (filled by the caller) to vd; cont runs on completion. */
 void scsi_task_io(struct scsi_task *tk, struct sds_vdisk *vd,
 		  void (*cont)(struct scsi_task *tk, int status));

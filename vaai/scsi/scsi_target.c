@@ -337,21 +337,15 @@ int scsi_cdb_xfer(const uint8_t *cdb, uint8_t cdb_len, uint32_t block_size,
 		return -EINVAL;
 	uint64_t n = 0;
 	uint64_t bs = block_size ? block_size : 512;
+	struct sbc_rw rw; /* the block count, as the handlers read it */
 	switch (cdb[0]) {
 	case 0x08: case 0x0a: /* READ/WRITE(6): 0 means 256 (SBC-4 5.11) */
-		n = (cdb[4] ? cdb[4] : 256) * bs;
-		break;
 	case 0x28: case 0x2a: case 0x2e:
-		n = get_be16(cdb + 7) * bs;
-		break;
 	case 0xa8: case 0xaa: case 0xae:
-		n = get_be32(cdb + 6) * bs;
-		break;
 	case 0x88: case 0x8a: case 0x8e: case 0x8b:
-		n = get_be32(cdb + 10) * bs;
-		break;
 	case 0x9c: /* WRITE ATOMIC(16) */
-		n = get_be16(cdb + 12) * bs;
+		sbc_decode(cdb, &rw);
+		n = rw.nblk * bs;
 		break;
 	case 0x37:
 		n = get_be16(cdb + 7);
@@ -360,11 +354,9 @@ int scsi_cdb_xfer(const uint8_t *cdb, uint8_t cdb_len, uint32_t block_size,
 		n = get_be32(cdb + 6);
 		break;
 	case 0x2f: case 0xaf: case 0x8f: { /* VERIFY: BYTCHK (SBC-4 5.32) */
-		uint64_t blocks = cdb[0] == 0x2f   ? get_be16(cdb + 7)
-				  : cdb[0] == 0xaf ? get_be32(cdb + 6)
-						   : get_be32(cdb + 10);
+		sbc_decode(cdb, &rw);
 		uint8_t bytchk = (cdb[1] >> 1) & 3;
-		n = bytchk == 1 ? blocks * bs : bytchk == 3 ? bs : 0;
+		n = bytchk == 1 ? rw.nblk * bs : bytchk == 3 ? bs : 0;
 		break;
 	}
 	case 0x41: /* WRITE SAME(10) */
@@ -374,7 +366,8 @@ int scsi_cdb_xfer(const uint8_t *cdb, uint8_t cdb_len, uint32_t block_size,
 		n = (cdb[1] & 0x01) ? 0 : bs;
 		break;
 	case 0x89: /* COMPARE AND WRITE: verify + write data */
-		n = 2ull * cdb[13] * bs;
+		sbc_decode(cdb, &rw);
+		n = 2 * rw.nblk * bs;
 		break;
 	case 0x42: case 0x48: case 0x55: case 0x5a: case 0x5e:
 		n = get_be16(cdb + 7);
