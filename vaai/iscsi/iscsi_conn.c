@@ -147,6 +147,11 @@ void iscsi_conn_queue(struct iscsi_conn *c, struct iscsi_out *o, bool stat)
 	srv_want_flush(&c->srv->net);
 }
 
+static bool iscsi_conn_full(const struct iscsi_conn *c)
+{
+	return c->nout + c->nwriting >= ISCSI_OUT_PAUSE;
+}
+
 struct iscsi_batch {
 	uv_write_t wr;
 	struct iscsi_conn *conn;
@@ -181,11 +186,30 @@ static void iscsi_batch_written(uv_write_t *wr, int status)
 	iscsi_conn_process(c);
 }
 
+/* Skips the first n bytes of bufs[*i..nb). */
+static void iscsi_bufs_advance(uv_buf_t *bufs, unsigned *i, unsigned nb,
+			       size_t n)
+{
+	while (*i < nb && n >= bufs[*i].len)
+		n -= bufs[(*i)++].len;
+	if (*i < nb) {
+		bufs[*i].base += n;
+		bufs[*i].len -= n;
+	}
+}
+
 /* One write per loop turn and connection: headers, data and padding of up
  * to ISCSI_OUT_BATCH PDUs gathered (fewer syscalls, fewer wake-ups for the
- * initiator). Runs from the server's uv_prepare. */
+ * initiator). Runs from the server's uv_prepare. The write is tried at once
+ * (uv_try_write): when the socket takes it all, as it nearly always does,
+ * the PDUs are freed here, with no write request, no callback on the next
+ * turn and no poll-set change; what it does not take goes to uv_write. A
+ * connection whose reading waits for its output to drain always takes the
+ * uv_write path, whose callback resumes it (this runs inside the flush
+ * hook, which must not produce new output). */
 void iscsi_conn_flush(struct iscsi_conn *c)
 {
+	bool try = !iscsi_conn_full(c);
 	while (c->nout) {
 		struct iscsi_batch *b = freelist_get(&c->srv->batch_fl);
 		if (!b) {
@@ -196,23 +220,43 @@ void iscsi_conn_flush(struct iscsi_conn *c)
 		b->n = 0;
 		uv_buf_t bufs[3 * ISCSI_OUT_BATCH];
 		unsigned nb = 0;
+		size_t total = 0;
 		while (c->nout && b->n < ISCSI_OUT_BATCH) {
 			struct iscsi_out *o = TAILQ_FIRST(&c->outq);
 			TAILQ_REMOVE(&c->outq, o, link);
 			c->nout--;
 			b->outs[b->n++] = o;
 			bufs[nb++] = uv_buf_init((char *)o->hdr, o->hlen);
+			total += o->hlen;
 			if (o->dlen) {
 				bufs[nb++] =
 				    uv_buf_init((char *)o->data, o->dlen);
-				if (o->tlen)
+				total += o->dlen;
+				if (o->tlen) {
 					bufs[nb++] = uv_buf_init(
 					    (char *)o->tail, o->tlen);
+					total += o->tlen;
+				}
 			}
 		}
+		unsigned first = 0;
+		int rc = try ? uv_try_write((uv_stream_t *)&c->tcp, bufs, nb)
+			     : UV_EAGAIN;
+		if (rc >= 0 && (size_t)rc == total) {
+			for (unsigned i = 0; i < b->n; i++)
+				iscsi_out_free(c->srv, b->outs[i]);
+			freelist_put(&c->srv->batch_fl, b);
+			continue;
+		}
+		if (rc >= 0)
+			iscsi_bufs_advance(bufs, &first, nb, (size_t)rc);
+		else if (rc == UV_EAGAIN)
+			rc = 0;
 		c->nwriting += b->n;
-		int rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp, bufs, nb,
-				  iscsi_batch_written);
+		if (rc >= 0)
+			rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp,
+				      bufs + first, nb - first,
+				      iscsi_batch_written);
 		if (rc < 0) {
 			c->nwriting -= b->n;
 			for (unsigned i = 0; i < b->n; i++)
@@ -221,7 +265,13 @@ void iscsi_conn_flush(struct iscsi_conn *c)
 			iscsi_conn_close(c, true);
 			return;
 		}
+		try = false; /* the rest queues behind it, in order */
 	}
+	/* What iscsi_batch_written does once the output has drained. */
+	if (c->closing)
+		iscsi_conn_maybe_finish(c);
+	else if (c->close_after_send && !c->nwriting)
+		iscsi_conn_close(c, false);
 }
 
 /* How many of each object a server keeps for reuse: a queue depth's
@@ -277,11 +327,6 @@ void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs, uint8_t reason)
 	log_debug(ISCSI_LOG, "conn %llu %s: reject opcode 0x%02x reason 0x%02x",
 		  (unsigned long long)c->base.id, c->peer, bhs[0] & 0x3f, reason);
 	iscsi_conn_queue(c, o, true);
-}
-
-static bool iscsi_conn_full(const struct iscsi_conn *c)
-{
-	return c->nout + c->nwriting >= ISCSI_OUT_PAUSE;
 }
 
 /* Handles one whole PDU staged at p: header digest, data digest, then
