@@ -186,27 +186,12 @@ static void iscsi_batch_written(uv_write_t *wr, int status)
 	iscsi_conn_process(c);
 }
 
-/* Skips the first n bytes of bufs[*i..nb). */
-static void iscsi_bufs_advance(uv_buf_t *bufs, unsigned *i, unsigned nb,
-			       size_t n)
-{
-	while (*i < nb && n >= bufs[*i].len)
-		n -= bufs[(*i)++].len;
-	if (*i < nb) {
-		bufs[*i].base += n;
-		bufs[*i].len -= n;
-	}
-}
-
 /* One write per loop turn and connection: headers, data and padding of up
  * to ISCSI_OUT_BATCH PDUs gathered (fewer syscalls, fewer wake-ups for the
- * initiator). Runs from the server's uv_prepare. The write is tried at once
- * (uv_try_write): when the socket takes it all, as it nearly always does,
- * the PDUs are freed here, with no write request, no callback on the next
- * turn and no poll-set change; what it does not take goes to uv_write. A
- * connection whose reading waits for its output to drain always takes the
- * uv_write path, whose callback resumes it (this runs inside the flush
- * hook, which must not produce new output). */
+ * initiator). Runs from the server's uv_prepare. A batch the socket takes
+ * at once is freed here (srv_write); a connection whose reading waits for
+ * its output to drain always queues, so that the write callback resumes it
+ * (the flush hook must not produce new output). */
 void iscsi_conn_flush(struct iscsi_conn *c)
 {
 	bool try = !iscsi_conn_full(c);
@@ -220,51 +205,33 @@ void iscsi_conn_flush(struct iscsi_conn *c)
 		b->n = 0;
 		uv_buf_t bufs[3 * ISCSI_OUT_BATCH];
 		unsigned nb = 0;
-		size_t total = 0;
 		while (c->nout && b->n < ISCSI_OUT_BATCH) {
 			struct iscsi_out *o = TAILQ_FIRST(&c->outq);
 			TAILQ_REMOVE(&c->outq, o, link);
 			c->nout--;
 			b->outs[b->n++] = o;
 			bufs[nb++] = uv_buf_init((char *)o->hdr, o->hlen);
-			total += o->hlen;
 			if (o->dlen) {
 				bufs[nb++] =
 				    uv_buf_init((char *)o->data, o->dlen);
-				total += o->dlen;
-				if (o->tlen) {
+				if (o->tlen)
 					bufs[nb++] = uv_buf_init(
 					    (char *)o->tail, o->tlen);
-					total += o->tlen;
-				}
 			}
 		}
-		unsigned first = 0;
-		int rc = try ? uv_try_write((uv_stream_t *)&c->tcp, bufs, nb)
-			     : UV_EAGAIN;
-		if (rc >= 0 && (size_t)rc == total) {
+		int rc = srv_write((uv_stream_t *)&c->tcp, &b->wr, bufs, nb, try,
+				   iscsi_batch_written);
+		if (rc != 0) { /* written at once, or failed */
 			for (unsigned i = 0; i < b->n; i++)
 				iscsi_out_free(c->srv, b->outs[i]);
 			freelist_put(&c->srv->batch_fl, b);
+			if (rc < 0) {
+				iscsi_conn_close(c, true);
+				return;
+			}
 			continue;
 		}
-		if (rc >= 0)
-			iscsi_bufs_advance(bufs, &first, nb, (size_t)rc);
-		else if (rc == UV_EAGAIN)
-			rc = 0;
 		c->nwriting += b->n;
-		if (rc >= 0)
-			rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp,
-				      bufs + first, nb - first,
-				      iscsi_batch_written);
-		if (rc < 0) {
-			c->nwriting -= b->n;
-			for (unsigned i = 0; i < b->n; i++)
-				iscsi_out_free(c->srv, b->outs[i]);
-			freelist_put(&c->srv->batch_fl, b);
-			iscsi_conn_close(c, true);
-			return;
-		}
 		try = false; /* the rest queues behind it, in order */
 	}
 	/* What iscsi_batch_written does once the output has drained. */
