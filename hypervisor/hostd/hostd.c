@@ -339,6 +339,7 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 	    .args = run,
 	    .stdio_count = 3,
 	    .stdio = stdio,
+	    .flags = h->cfg.leave_vms_running ? UV_PROCESS_DETACHED : 0,
 	};
 	rc = uv_spawn(h->loop, &p->p, &opt);
 	if (rc < 0) {
@@ -1054,6 +1055,27 @@ static void hostd__maybe_finish_shutdown(struct hostd *h)
 	}
 }
 
+/* Agent shutdown with leave_vms_running: the VM's QEMU goes on and its
+ * persisted state (running, paused, starting, stopping) is what the next
+ * agent recovers from (re-attach by pidfile and QMP socket). Closing the
+ * process handle does not signal the process. */
+static void hostd__let_go(struct hostd_vm *vm)
+{
+	uv_timer_stop(&vm->stop_timer);
+	uv_timer_stop(&vm->poll_timer);
+	if (vm->proc) {
+		log_info(HOSTD_LOG, "%s: agent stopping: QEMU pid %d left running",
+			 vm->rec.def.name, vm->rec.pid);
+		vm->h->closing++;
+		uv_close((uv_handle_t *)&vm->proc->p, hostd__proc_closed);
+		vm->proc = NULL;
+	} else if (vm->attached) {
+		log_info(HOSTD_LOG, "%s: agent stopping: QEMU pid %d left running",
+			 vm->rec.def.name, vm->rec.pid);
+	}
+	vm->attached = false;
+}
+
 void hostd_shutdown(struct hostd *h, void (*cb)(void *arg), void *arg)
 {
 	if (h->shutting_down)
@@ -1065,6 +1087,10 @@ void hostd_shutdown(struct hostd *h, void (*cb)(void *arg), void *arg)
 	TAILQ_FOREACH(vm, &h->vms, link)
 	{
 		uv_timer_stop(&vm->timer);
+		if (h->cfg.leave_vms_running) {
+			hostd__let_go(vm);
+			continue;
+		}
 		if (vm->proc || vm->attached) {
 			log_info(HOSTD_LOG,
 				 "%s: agent stopping: force-stopping the VM",

@@ -247,6 +247,11 @@ struct hostd_config {
 	const char *vm_exec;
 	unsigned stop_timeout_ms; /* ACPI powerdown grace, default 30 s */
 	const char *vhost_dir;	  /* {"vdisk": NAME} disks: DIR/NAME.sock */
+	/* hostd_shutdown leaves running VMs running, for the next agent to
+	 * re-attach (an agent upgrade or restart without VM downtime); their
+	 * QEMUs are started in sessions of their own so that signals to the
+	 * agent's process group do not reach them. Else it force-stops them. */
+	bool leave_vms_running;
 };
 
 struct hostd;
@@ -254,7 +259,8 @@ struct hostd;
  * accelerator and listens on the API socket. */
 int hostd_new(uv_loop_t *loop, const struct hostd_config *cfg,
 	      struct hostd **out);
-/* Force-stops every VM, closes every handle, then calls cb; free after. */
+/* Force-stops every VM (or, with leave_vms_running, lets go of them),
+ * closes every handle, then calls cb; free after. */
 void hostd_shutdown(struct hostd *h, void (*cb)(void *arg), void *arg);
 void hostd_free(struct hostd *h);
 const struct hostd_accel_choice *hostd_accel(const struct hostd *h);
