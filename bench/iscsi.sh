@@ -23,8 +23,10 @@
 # writes them to <build>/bench/iscsi-results.txt. A missed goal is
 # reported, not an error.
 #
-# Knobs: BENCH_RUNTIME (seconds per run, 8), BENCH_SIZE (1G), BENCH_QDS
-# ("1 32"), BENCH_ZERO_SIZE (1G), BENCH_TMP (scratch parent, not tmpfs).
+# Knobs: BENCH_RUNTIME (seconds per run, 8), BENCH_ROUNDS (runs per
+# target and workload, 3; the medians are compared, each round alternating
+# which target runs first), BENCH_SIZE (1G), BENCH_QDS ("1 32"),
+# BENCH_ZERO_SIZE (1G), BENCH_TMP (scratch parent, not tmpfs).
 set -euo pipefail
 
 if (($# != 1)); then
@@ -37,6 +39,7 @@ cd "$ROOT"
 SDS=$BUILD/bin/cairn-sds
 CAIRND=$BUILD/bin/cairnd
 RUNTIME=${BENCH_RUNTIME:-8}
+ROUNDS=${BENCH_ROUNDS:-3}
 SIZE=${BENCH_SIZE:-1G}
 QDS=${BENCH_QDS:-1 32}
 ZERO_SIZE=${BENCH_ZERO_SIZE:-1G}
@@ -125,16 +128,30 @@ TGT_URL=iscsi://127.0.0.1:$TPORT/$TGT_IQN/1
 
 results=$OUT/iscsi-results.txt
 {
-	echo "# bench/iscsi.sh $(date -u +%FT%TZ) $(nproc) cpus, runtime ${RUNTIME}s, $SIZE"
+	echo "# bench/iscsi.sh $(date -u +%FT%TZ) $(nproc) cpus, runtime ${RUNTIME}s, $ROUNDS round(s), median, $SIZE"
 	printf '%-16s %10s %10s %8s\n' workload cairn tgt ratio
 } >"$results"
 lines=()
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 for qd in $QDS; do
 	for rw in randread randwrite; do
-		c=$("$IO" "$CAIRN_URL" $rw "$qd" "$RUNTIME" | awk '{print $2}')
-		t=$("$IO" "$TGT_URL" $rw "$qd" "$RUNTIME" | awk '{print $2}')
+		# Rounds alternate which target goes first, so a drift in the
+		# machine's load does not favour one; the medians are compared.
+		cs=() ts=()
+		for ((r = 1; r <= ROUNDS; r++)); do
+			if ((r % 2)); then
+				cs+=("$("$IO" "$CAIRN_URL" $rw "$qd" "$RUNTIME" | awk '{print $2}')")
+				ts+=("$("$IO" "$TGT_URL" $rw "$qd" "$RUNTIME" | awk '{print $2}')")
+			else
+				ts+=("$("$IO" "$TGT_URL" $rw "$qd" "$RUNTIME" | awk '{print $2}')")
+				cs+=("$("$IO" "$CAIRN_URL" $rw "$qd" "$RUNTIME" | awk '{print $2}')")
+			fi
+		done
+		c=$(median "${cs[@]}") t=$(median "${ts[@]}")
 		r=$(python3 -c "print(f'{$c / max($t, 1):.2f}')")
-		printf '%-16s %10s %10s %8s\n' "$rw-qd$qd" "$c" "$t" "$r" | tee -a "$results"
+		range=
+		((ROUNDS > 1)) && range=" (cairn ${cs[*]}; tgt ${ts[*]})"
+		printf '%-16s %10s %10s %8s%s\n' "$rw-qd$qd" "$c" "$t" "$r" "$range" | tee -a "$results"
 		lines+=("ratio cairn/tgt $rw-qd$qd IOPS: $r (goal >= 2.0)")
 	done
 done

@@ -92,6 +92,17 @@ void srv_conn_gone(struct srv *s, struct srv_conn *c);
 /* ops->flush runs for every connection before the loop next blocks. */
 void srv_want_flush(struct srv *s);
 
+/* Writes bufs[0..nb) to s. With try set (the caller has no write queued
+ * whose callback it still needs, e.g. to resume reading), first by
+ * uv_try_write: when the socket takes it all, as it nearly always does,
+ * returns 1 and cb never runs (no write request, no callback on the next
+ * turn, no poll-set change), and the caller releases the buffers. Else
+ * what is left goes to uv_write(wr, ..., cb) and it returns 0, or a
+ * negative libuv error with nothing queued. Never produces output of its
+ * own, so it may run in the flush hook. */
+int srv_write(uv_stream_t *s, uv_write_t *wr, uv_buf_t *bufs, unsigned nb,
+	      bool try, uv_write_cb cb);
+
 /* "HOST:PORT" ("[V6]:PORT"), or "HOST" / "[V6]" without the port, of the
  * peer (peer=true) or of our end of a connection. */
 void srv_addr(uv_tcp_t *tcp, bool peer, bool with_port, char *out, size_t len);

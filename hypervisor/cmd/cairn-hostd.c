@@ -32,7 +32,7 @@ static void hostd_main_usage(FILE *f)
 		"                   [--bridge NAME] [--qemu PATH] "
 		"[--cgroup-root DIR]\n"
 		"                   [--stop-timeout-ms N] [--ready-file PATH]\n"
-		"                   [--vhost-dir DIR]\n"
+		"                   [--vhost-dir DIR] [--leave-vms-running]\n"
 		"\n"
 		"  --state-dir DIR      VM definitions, state, consoles, "
 		"sockets\n"
@@ -48,6 +48,11 @@ static void hostd_main_usage(FILE *f)
 		"  --vhost-dir DIR      a {\"vdisk\": NAME} disk is served on "
 		"DIR/NAME.sock\n"
 		"                       (cairnd --vhost-blk NAME=DIR/NAME.sock)\n"
+		"  --leave-vms-running  on SIGTERM/SIGINT leave running VMs "
+		"running (their\n"
+		"                       QEMUs in sessions of their own) for the "
+		"next agent\n"
+		"                       to re-attach; default: force-stop them\n"
 		"  --ready-file PATH    once listening, write "
 		"\"socket=PATH\\npid=PID\\naccel=A\\n\"\n"
 		"\n"
@@ -100,6 +105,7 @@ int main(int argc, char **argv)
 		O_CG,
 		O_STOP,
 		O_READY,
+		O_LEAVE,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -112,6 +118,7 @@ int main(int argc, char **argv)
 	    {"cgroup-root", required_argument, NULL, O_CG},
 	    {"stop-timeout-ms", required_argument, NULL, O_STOP},
 	    {"ready-file", required_argument, NULL, O_READY},
+	    {"leave-vms-running", no_argument, NULL, O_LEAVE},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -172,6 +179,9 @@ int main(int argc, char **argv)
 		}
 		case O_READY:
 			m.ready_file = optarg;
+			break;
+		case O_LEAVE:
+			cfg.leave_vms_running = true;
 			break;
 		case O_HELP:
 			hostd_main_usage(stdout);

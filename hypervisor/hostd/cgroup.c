@@ -7,9 +7,10 @@
  *     ROOT/cpu/cairn/NAME/{cpu.cfs_period_us, cpu.cfs_quota_us, cgroup.procs}
  *     ROOT/memory/cairn/NAME/{memory.limit_in_bytes, cgroup.procs}.
  *
- * A VM with no limits gets no cgroup. QEMU is moved in right after it is
- * spawned, so its first milliseconds run outside the limits; the guest has
- * not started by then. ROOT is a parameter so the tests can use a fake tree. */
+ * A VM with no limits gets no cgroup. The groups are made and limited
+ * before QEMU is spawned, and QEMU is started through cairn-vm-exec, which
+ * joins them and then execs it: not one instruction of QEMU runs outside
+ * its limits. ROOT is a parameter so the tests can use a fake tree. */
 #include <cairn/hostd.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -81,16 +82,24 @@ static int cgroup__make(const char *base, const char *name, char *out, size_t n)
 	return cgroup__mkdir(out);
 }
 
-int cgroup_vm_setup(const struct cgroup_ctx *c, const char *name,
-		    unsigned cpu_limit_pct, uint64_t memory_limit_mib, int pid,
-		    char *err, size_t errlen)
+static int cgroup__add_join(struct cgroup_join *j, const char *dir)
 {
-	char dir[PATH_MAX], base[PATH_MAX], val[64], pidstr[24];
+	if (j->n >= ARRAY_SIZE(j->dirs))
+		return -E2BIG;
+	str_copy(j->dirs[j->n++], dir, sizeof(j->dirs[0]));
+	return 0;
+}
+
+int cgroup_vm_setup(const struct cgroup_ctx *c, const char *name,
+		    unsigned cpu_limit_pct, uint64_t memory_limit_mib,
+		    struct cgroup_join *j, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], base[PATH_MAX], val[64];
 	int rc = 0;
 	const char *step = "";
+	j->n = 0;
 	if (!cpu_limit_pct && !memory_limit_mib)
 		return 0;
-	snprintf(pidstr, sizeof(pidstr), "%d", pid);
 	unsigned long long quota =
 	    (unsigned long long)cpu_limit_pct * CGROUP_PERIOD_US / 100;
 	unsigned long long bytes = (unsigned long long)memory_limit_mib << 20;
@@ -127,7 +136,7 @@ int cgroup_vm_setup(const struct cgroup_ctx *c, const char *name,
 				break;
 		}
 		step = "cgroup.procs";
-		rc = cgroup__write(dir, "cgroup.procs", pidstr);
+		rc = cgroup__add_join(j, dir);
 		break;
 	case CGROUP_V1:
 		if (cpu_limit_pct) {
@@ -147,8 +156,7 @@ int cgroup_vm_setup(const struct cgroup_ctx *c, const char *name,
 			    0)
 				break;
 			step = "cpu cgroup.procs";
-			if ((rc = cgroup__write(dir, "cgroup.procs", pidstr)) <
-			    0)
+			if ((rc = cgroup__add_join(j, dir)) < 0)
 				break;
 		}
 		if (memory_limit_mib) {
@@ -163,7 +171,7 @@ int cgroup_vm_setup(const struct cgroup_ctx *c, const char *name,
 						val)) < 0)
 				break;
 			step = "memory cgroup.procs";
-			rc = cgroup__write(dir, "cgroup.procs", pidstr);
+			rc = cgroup__add_join(j, dir);
 		}
 		break;
 	}
@@ -171,6 +179,22 @@ int cgroup_vm_setup(const struct cgroup_ctx *c, const char *name,
 		snprintf(err, errlen, "cgroup %s (v%d) for %s: %s", step,
 			 c->version == CGROUP_V2 ? 2 : 1, name, strerror(-rc));
 	return rc;
+}
+
+int cgroup_join(const struct cgroup_join *j, int pid, char *err,
+		size_t errlen)
+{
+	char pidstr[24];
+	snprintf(pidstr, sizeof(pidstr), "%d", pid);
+	for (unsigned i = 0; i < j->n; i++) {
+		int rc = cgroup__write(j->dirs[i], "cgroup.procs", pidstr);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot join cgroup %s: %s",
+				 j->dirs[i], strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
 }
 
 int cgroup_vm_remove(const struct cgroup_ctx *c, const char *name)

@@ -250,7 +250,8 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 {
 	struct hostd *h = vm->h;
 	struct vm_def *d = &vm->rec.def;
-	char **argv = NULL;
+	char **argv = NULL, **spawn_argv = NULL;
+	struct cgroup_join cj = {0};
 	int rc, logfd = -1;
 	unsigned taps = 0;
 
@@ -282,10 +283,32 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	/* Limits are in place before QEMU exists (cgroup.c). */
+	if ((rc = cgroup_vm_setup(&h->cg, d->name, d->cpu_limit_pct,
+				  d->memory_limit_mib, &cj, err, errlen)) < 0)
+		goto fail;
 	if ((rc = qemu_build_argv(d, &vm->paths, h->accel.accel, h->qemu_bin,
 				  &argv)) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
+	}
+	if (cj.n) {
+		/* cairn-vm-exec DIR... -- QEMU ARGS: same process, joined. */
+		size_t na = 0;
+		while (argv[na])
+			na++;
+		if (!(spawn_argv = calloc(na + cj.n + 3, sizeof(char *)))) {
+			rc = -ENOMEM;
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		size_t k = 0;
+		spawn_argv[k++] = h->vm_exec;
+		for (unsigned i = 0; i < cj.n; i++)
+			spawn_argv[k++] = cj.dirs[i];
+		spawn_argv[k++] = "--";
+		for (size_t i = 0; i < na; i++)
+			spawn_argv[k++] = argv[i];
 	}
 	logfd = open(vm->paths.qemu_log,
 		     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -309,16 +332,18 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 	    {.flags = UV_INHERIT_FD, .data.fd = logfd},
 	    {.flags = UV_INHERIT_FD, .data.fd = logfd},
 	};
+	char **run = spawn_argv ? spawn_argv : argv;
 	uv_process_options_t opt = {
 	    .exit_cb = hostd__proc_exit,
-	    .file = argv[0],
-	    .args = argv,
+	    .file = run[0],
+	    .args = run,
 	    .stdio_count = 3,
 	    .stdio = stdio,
+	    .flags = h->cfg.leave_vms_running ? UV_PROCESS_DETACHED : 0,
 	};
 	rc = uv_spawn(h->loop, &p->p, &opt);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot run %s: %s", argv[0],
+		snprintf(err, errlen, "cannot run %s: %s", run[0],
 			 uv_strerror(rc));
 		h->closing++;
 		uv_close((uv_handle_t *)&p->p, hostd__proc_closed);
@@ -334,16 +359,7 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 	close(logfd);
 	logfd = -1;
 	qemu_argv_free(argv);
-	argv = NULL;
-	rc = cgroup_vm_setup(&h->cg, d->name, d->cpu_limit_pct,
-			     d->memory_limit_mib, vm->rec.pid, err, errlen);
-	if (rc < 0) {
-		/* Limits asked for and not enforceable: do not run the VM
-		 * unconstrained. Its exit is handled as a stop. */
-		vm->stop_requested = vm->force_requested = true;
-		uv_process_kill(&p->p, SIGKILL);
-		return rc;
-	}
+	free(spawn_argv);
 	log_info(HOSTD_LOG, "%s: QEMU pid %d (%s)", d->name, vm->rec.pid,
 		 hostd_accel_name(h->accel.accel));
 	return 0;
@@ -351,6 +367,9 @@ fail:
 	if (logfd >= 0)
 		close(logfd);
 	qemu_argv_free(argv);
+	free(spawn_argv);
+	if (cj.n)
+		cgroup_vm_remove(&h->cg, d->name);
 	while (taps-- > 0) {
 		char tap[16];
 		vm_tap_name(d, taps, tap);
@@ -910,6 +929,30 @@ static void hostd__host_limits(struct vm_host_limits *l)
 		    (uint64_t)si.totalram * si.mem_unit / (1024 * 1024);
 }
 
+/* cairn-vm-exec: as configured, else beside the running program (every
+ * build puts its programs in one bin/), else on PATH. */
+static void hostd__vm_exec_path(const char *cfg, char *out, size_t n)
+{
+	char self[PATH_MAX];
+	ssize_t l;
+	if (cfg) {
+		str_copy(out, cfg, n);
+		return;
+	}
+	snprintf(out, n, "cairn-vm-exec");
+	if ((l = readlink("/proc/self/exe", self, sizeof(self) - 1)) <= 0)
+		return;
+	self[l] = '\0';
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/cairn-vm-exec", self);
+	if (access(path, X_OK) == 0)
+		str_copy(out, path, n);
+}
+
 int hostd_new(uv_loop_t *loop, const struct hostd_config *cfg,
 	      struct hostd **out)
 {
@@ -938,6 +981,8 @@ int hostd_new(uv_loop_t *loop, const struct hostd_config *cfg,
 		 sizeof(h->vhost_dir));
 	h->cfg.vhost_dir = h->vhost_dir[0] ? h->vhost_dir : NULL;
 	h->cfg.cgroup_root = NULL;
+	hostd__vm_exec_path(cfg->vm_exec, h->vm_exec, sizeof(h->vm_exec));
+	h->cfg.vm_exec = h->vm_exec;
 	hostd__host_limits(&h->host);
 	cgroup_detect(&h->cg, cfg->cgroup_root);
 
@@ -1010,6 +1055,27 @@ static void hostd__maybe_finish_shutdown(struct hostd *h)
 	}
 }
 
+/* Agent shutdown with leave_vms_running: the VM's QEMU goes on and its
+ * persisted state (running, paused, starting, stopping) is what the next
+ * agent recovers from (re-attach by pidfile and QMP socket). Closing the
+ * process handle does not signal the process. */
+static void hostd__let_go(struct hostd_vm *vm)
+{
+	uv_timer_stop(&vm->stop_timer);
+	uv_timer_stop(&vm->poll_timer);
+	if (vm->proc) {
+		log_info(HOSTD_LOG, "%s: agent stopping: QEMU pid %d left running",
+			 vm->rec.def.name, vm->rec.pid);
+		vm->h->closing++;
+		uv_close((uv_handle_t *)&vm->proc->p, hostd__proc_closed);
+		vm->proc = NULL;
+	} else if (vm->attached) {
+		log_info(HOSTD_LOG, "%s: agent stopping: QEMU pid %d left running",
+			 vm->rec.def.name, vm->rec.pid);
+	}
+	vm->attached = false;
+}
+
 void hostd_shutdown(struct hostd *h, void (*cb)(void *arg), void *arg)
 {
 	if (h->shutting_down)
@@ -1021,6 +1087,10 @@ void hostd_shutdown(struct hostd *h, void (*cb)(void *arg), void *arg)
 	TAILQ_FOREACH(vm, &h->vms, link)
 	{
 		uv_timer_stop(&vm->timer);
+		if (h->cfg.leave_vms_running) {
+			hostd__let_go(vm);
+			continue;
+		}
 		if (vm->proc || vm->attached) {
 			log_info(HOSTD_LOG,
 				 "%s: agent stopping: force-stopping the VM",

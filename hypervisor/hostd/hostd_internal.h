@@ -62,6 +62,7 @@ struct hostd {
 	char socket_path[PATH_MAX];
 	char bridge[VM_BRIDGE_MAX + 1];
 	char qemu_bin[PATH_MAX];
+	char vm_exec[PATH_MAX]; /* cairn-vm-exec */
 	char vhost_dir[PATH_MAX]; /* empty: no {"vdisk": NAME} disks */
 	struct hostd_accel_choice accel;
 	struct cgroup_ctx cg;

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -210,10 +211,20 @@ struct cgroup_ctx {
 };
 /* Detects v2 (ROOT/cgroup.controllers) or v1 (ROOT/cpu and ROOT/memory). */
 void cgroup_detect(struct cgroup_ctx *c, const char *root);
-/* Creates cairn/NAME, sets the limits (0 = none), moves pid in. */
+/* The cgroups a VM's process joins (one per hierarchy). */
+struct cgroup_join {
+	unsigned n;
+	char dirs[2][PATH_MAX];
+};
+/* Creates cairn/NAME, sets the limits (0 = none; then j->n is 0) and
+ * names in j the groups the VM's process must join before it runs
+ * (cairn-vm-exec). */
 int cgroup_vm_setup(const struct cgroup_ctx *c, const char *name,
-		    unsigned cpu_limit_pct, uint64_t memory_limit_mib, int pid,
-		    char *err, size_t errlen);
+		    unsigned cpu_limit_pct, uint64_t memory_limit_mib,
+		    struct cgroup_join *j, char *err, size_t errlen);
+/* Moves pid into the groups of j (cairn-vm-exec, for itself). */
+int cgroup_join(const struct cgroup_join *j, int pid, char *err,
+		size_t errlen);
 int cgroup_vm_remove(const struct cgroup_ctx *c, const char *name);
 
 /* ---- networking (hypervisor/hostd/net.c) ---- */
@@ -231,8 +242,16 @@ struct hostd_config {
 	const char *bridge;	  /* default bridge for NICs naming none */
 	const char *qemu_bin;	  /* default qemu-system-x86_64 */
 	const char *cgroup_root;  /* default /sys/fs/cgroup */
+	/* starts VMs with limits inside their cgroups; default cairn-vm-exec
+	 * beside the running program */
+	const char *vm_exec;
 	unsigned stop_timeout_ms; /* ACPI powerdown grace, default 30 s */
 	const char *vhost_dir;	  /* {"vdisk": NAME} disks: DIR/NAME.sock */
+	/* hostd_shutdown leaves running VMs running, for the next agent to
+	 * re-attach (an agent upgrade or restart without VM downtime); their
+	 * QEMUs are started in sessions of their own so that signals to the
+	 * agent's process group do not reach them. Else it force-stops them. */
+	bool leave_vms_running;
 };
 
 struct hostd;
@@ -240,7 +259,8 @@ struct hostd;
  * accelerator and listens on the API socket. */
 int hostd_new(uv_loop_t *loop, const struct hostd_config *cfg,
 	      struct hostd **out);
-/* Force-stops every VM, closes every handle, then calls cb; free after. */
+/* Force-stops every VM (or, with leave_vms_running, lets go of them),
+ * closes every handle, then calls cb; free after. */
 void hostd_shutdown(struct hostd *h, void (*cb)(void *arg), void *arg);
 void hostd_free(struct hostd *h);
 const struct hostd_accel_choice *hostd_accel(const struct hostd *h);

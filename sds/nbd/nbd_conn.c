@@ -171,6 +171,11 @@ void nbd_conn_queue_reply(struct nbd_conn *c, struct nbd_req *r)
  * unrelated wake-up. */
 void nbd_conn_flush(struct nbd_conn *c)
 {
+	/* A batch the socket takes at once is released here (srv_write); a
+	 * connection that stopped parsing at its caps always queues, so that
+	 * the write callback resumes it (the flush hook must not produce new
+	 * output, and parsing can). */
+	bool try = !nbd_conn_full(c);
 	while (c->nout) {
 		struct nbd_conn_batch *b = malloc(sizeof(*b));
 		if (!b) {
@@ -194,8 +199,14 @@ void nbd_conn_flush(struct nbd_conn *c)
 				bufs[nb++] = uv_buf_init((char *)r->extra,
 							 r->extra_len);
 		}
-		int rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp, bufs, nb,
-				  nbd_conn_batch_written);
+		int rc = srv_write((uv_stream_t *)&c->tcp, &b->wr, bufs, nb, try,
+				   nbd_conn_batch_written);
+		if (rc == 1) {
+			for (unsigned i = 0; i < b->n; i++)
+				nbd_conn_free_req(c, b->reqs[i]);
+			free(b);
+			continue;
+		}
 		if (rc < 0) {
 			nbd_conn_close(c, true);
 			for (unsigned i = 0; i < b->n; i++)
@@ -203,7 +214,10 @@ void nbd_conn_flush(struct nbd_conn *c)
 			free(b);
 			return;
 		}
+		try = false; /* the rest queues behind it, in order */
 	}
+	if (c->closing)
+		nbd_conn_maybe_finish(c);
 }
 
 void nbd_conn_flush_cb(struct srv_conn *base)

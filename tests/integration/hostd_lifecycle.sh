@@ -207,6 +207,27 @@ vm stop t2 --timeout 60 || fail "stop re-attached t2"
 kill -0 "$pid" 2>/dev/null && fail "QEMU $pid alive after stop"
 [[ -n $cg && -d $cg ]] && fail "cgroup $cg left after stop"
 
+step "agent with --leave-vms-running: SIGTERM leaves the VM running, the next agent re-attaches it"
+cairnd_stop
+hostd_start --stop-timeout-ms 60000 --leave-vms-running
+vm start t2 --timeout 60 || fail "start t2 (leave)"
+pid=$(vm_field t2 pid)
+# Never leak the QEMU the agent lets go of, whatever happens below.
+trap 'kill -KILL "$pid" 2>/dev/null; cairn_cleanup' EXIT
+[[ $(ps -o sid= -p "$pid" | tr -d ' ') == "$pid" ]] ||
+	fail "QEMU $pid not in a session of its own"
+cairnd_stop
+kill -0 "$pid" 2>/dev/null || fail "QEMU $pid stopped with the agent"
+grep -q '"state": "running"' "$T/state/vms/t2.json" || fail "t2 not persisted running"
+grep -q "QEMU pid $pid left running" "$CAIRND_LOG" || fail "agent did not say it left t2"
+hostd_start --stop-timeout-ms 60000
+wait_state t2 running 10
+[[ $(vm_field t2 attached) == True ]] || fail "t2 not re-attached"
+[[ $(vm_field t2 pid) == "$pid" ]] || fail "re-attached pid differs"
+vm force-stop t2 --timeout 30 || fail "force-stop re-attached t2"
+kill -0 "$pid" 2>/dev/null && fail "QEMU $pid alive after force-stop"
+trap cairn_cleanup EXIT
+
 step "agent SIGTERM with a running VM: force-stopped, agent exits 0"
 vm start t2 --timeout 60 || fail "start t2 (2)"
 pid=$(vm_field t2 pid)

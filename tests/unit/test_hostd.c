@@ -490,8 +490,11 @@ static void test_cgroup(void)
 	mkdir(p, 0755);
 	cgroup_detect(&c, root);
 	CHECK_EQ(c.version, CGROUP_V1);
-	CHECK_EQ(cgroup_vm_setup(&c, "vm1", 150, 768, 1234, err, sizeof(err)),
+	struct cgroup_join j;
+	CHECK_EQ(cgroup_vm_setup(&c, "vm1", 150, 768, &j, err, sizeof(err)),
 		 0);
+	CHECK_EQ(j.n, 2u); /* cpu and memory */
+	CHECK_EQ(cgroup_join(&j, 1234, err, sizeof(err)), 0);
 	snprintf(p, sizeof(p), "%s/cpu/cairn/vm1/cpu.cfs_quota_us", root);
 	CHECK_EQ(read_file(p, buf, sizeof(buf)), 0);
 	CHECK(!strcmp(buf, "150000"));
@@ -514,7 +517,12 @@ static void test_cgroup(void)
 	fclose(f);
 	cgroup_detect(&c, root);
 	CHECK_EQ(c.version, CGROUP_V2);
-	CHECK_EQ(cgroup_vm_setup(&c, "vm1", 50, 0, 99, err, sizeof(err)), 0);
+	CHECK_EQ(cgroup_vm_setup(&c, "vm1", 50, 0, &j, err, sizeof(err)), 0);
+	CHECK_EQ(j.n, 1u);
+	CHECK_EQ(cgroup_join(&j, 99, err, sizeof(err)), 0);
+	snprintf(p, sizeof(p), "%s/cairn/vm1/cgroup.procs", root);
+	CHECK_EQ(read_file(p, buf, sizeof(buf)), 0);
+	CHECK(!strcmp(buf, "99"));
 	snprintf(p, sizeof(p), "%s/cairn/vm1/cpu.max", root);
 	CHECK_EQ(read_file(p, buf, sizeof(buf)), 0);
 	CHECK(!strcmp(buf, "50000 100000"));
@@ -528,8 +536,9 @@ static void test_cgroup(void)
 	mkdir(root, 0755);
 	cgroup_detect(&c, root);
 	CHECK_EQ(c.version, CGROUP_NONE);
-	CHECK_EQ(cgroup_vm_setup(&c, "vm1", 0, 0, 1, err, sizeof(err)), 0);
-	CHECK(cgroup_vm_setup(&c, "vm1", 10, 0, 1, err, sizeof(err)) < 0);
+	CHECK_EQ(cgroup_vm_setup(&c, "vm1", 0, 0, &j, err, sizeof(err)), 0);
+	CHECK_EQ(j.n, 0u); /* no limits: no group, QEMU runs directly */
+	CHECK(cgroup_vm_setup(&c, "vm1", 10, 0, &j, err, sizeof(err)) < 0);
 	CHECK(strstr(err, "no cgroup hierarchy") != NULL);
 }
 

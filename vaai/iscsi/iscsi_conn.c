@@ -147,6 +147,11 @@ void iscsi_conn_queue(struct iscsi_conn *c, struct iscsi_out *o, bool stat)
 	srv_want_flush(&c->srv->net);
 }
 
+static bool iscsi_conn_full(const struct iscsi_conn *c)
+{
+	return c->nout + c->nwriting >= ISCSI_OUT_PAUSE;
+}
+
 struct iscsi_batch {
 	uv_write_t wr;
 	struct iscsi_conn *conn;
@@ -183,9 +188,13 @@ static void iscsi_batch_written(uv_write_t *wr, int status)
 
 /* One write per loop turn and connection: headers, data and padding of up
  * to ISCSI_OUT_BATCH PDUs gathered (fewer syscalls, fewer wake-ups for the
- * initiator). Runs from the server's uv_prepare. */
+ * initiator). Runs from the server's uv_prepare. A batch the socket takes
+ * at once is freed here (srv_write); a connection whose reading waits for
+ * its output to drain always queues, so that the write callback resumes it
+ * (the flush hook must not produce new output). */
 void iscsi_conn_flush(struct iscsi_conn *c)
 {
+	bool try = !iscsi_conn_full(c);
 	while (c->nout) {
 		struct iscsi_batch *b = freelist_get(&c->srv->batch_fl);
 		if (!b) {
@@ -210,18 +219,26 @@ void iscsi_conn_flush(struct iscsi_conn *c)
 					    (char *)o->tail, o->tlen);
 			}
 		}
-		c->nwriting += b->n;
-		int rc = uv_write(&b->wr, (uv_stream_t *)&c->tcp, bufs, nb,
-				  iscsi_batch_written);
-		if (rc < 0) {
-			c->nwriting -= b->n;
+		int rc = srv_write((uv_stream_t *)&c->tcp, &b->wr, bufs, nb, try,
+				   iscsi_batch_written);
+		if (rc != 0) { /* written at once, or failed */
 			for (unsigned i = 0; i < b->n; i++)
 				iscsi_out_free(c->srv, b->outs[i]);
 			freelist_put(&c->srv->batch_fl, b);
-			iscsi_conn_close(c, true);
-			return;
+			if (rc < 0) {
+				iscsi_conn_close(c, true);
+				return;
+			}
+			continue;
 		}
+		c->nwriting += b->n;
+		try = false; /* the rest queues behind it, in order */
 	}
+	/* What iscsi_batch_written does once the output has drained. */
+	if (c->closing)
+		iscsi_conn_maybe_finish(c);
+	else if (c->close_after_send && !c->nwriting)
+		iscsi_conn_close(c, false);
 }
 
 /* How many of each object a server keeps for reuse: a queue depth's
@@ -277,11 +294,6 @@ void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs, uint8_t reason)
 	log_debug(ISCSI_LOG, "conn %llu %s: reject opcode 0x%02x reason 0x%02x",
 		  (unsigned long long)c->base.id, c->peer, bhs[0] & 0x3f, reason);
 	iscsi_conn_queue(c, o, true);
-}
-
-static bool iscsi_conn_full(const struct iscsi_conn *c)
-{
-	return c->nout + c->nwriting >= ISCSI_OUT_PAUSE;
 }
 
 /* Handles one whole PDU staged at p: header digest, data digest, then
