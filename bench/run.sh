@@ -195,7 +195,10 @@ foreign_load() {
 	done
 }
 
-rm -rf "$OUT"
+# Only this script's own outputs: the directory also holds the other
+# benchmarks' results and bench/all.sh's transcript of this very run.
+rm -rf "$OUT/json"
+rm -f "$OUT/results.txt" "$OUT/qsd.log" "$OUT"/cairn*.log "$OUT"/*-pool-stat.json
 mkdir -p "$OUT/json"
 LOG=$OUT/bench.log
 CONTENTION=$OUT/contention.txt
