@@ -32,7 +32,8 @@ static void hostd_main_usage(FILE *f)
 		"                   [--bridge NAME] [--qemu PATH] "
 		"[--cgroup-root DIR]\n"
 		"                   [--stop-timeout-ms N] [--ready-file PATH]\n"
-		"                   [--vhost-dir DIR]\n"
+		"                   [--vhost-dir DIR] [--ovmf-code FILE] "
+		"[--ovmf-vars FILE]\n"
 		"\n"
 		"  --state-dir DIR      VM definitions, state, consoles, "
 		"sockets\n"
@@ -48,6 +49,11 @@ static void hostd_main_usage(FILE *f)
 		"  --vhost-dir DIR      a {\"vdisk\": NAME} disk is served on "
 		"DIR/NAME.sock\n"
 		"                       (cairnd --vhost-blk NAME=DIR/NAME.sock)\n"
+		"  --ovmf-code FILE     UEFI firmware for {\"firmware\": "
+		"\"ovmf\"} VMs\n"
+		"                       (default " HOSTD_OVMF_CODE ")\n"
+		"  --ovmf-vars FILE     its empty variable store, copied per VM\n"
+		"                       (default " HOSTD_OVMF_VARS ")\n"
 		"  --ready-file PATH    once listening, write "
 		"\"socket=PATH\\npid=PID\\naccel=A\\n\"\n"
 		"\n"
@@ -97,6 +103,8 @@ int main(int argc, char **argv)
 		O_BRIDGE,
 		O_QEMU,
 		O_VHOST_DIR,
+		O_OVMF_CODE,
+		O_OVMF_VARS,
 		O_CG,
 		O_STOP,
 		O_READY,
@@ -109,6 +117,8 @@ int main(int argc, char **argv)
 	    {"bridge", required_argument, NULL, O_BRIDGE},
 	    {"qemu", required_argument, NULL, O_QEMU},
 	    {"vhost-dir", required_argument, NULL, O_VHOST_DIR},
+	    {"ovmf-code", required_argument, NULL, O_OVMF_CODE},
+	    {"ovmf-vars", required_argument, NULL, O_OVMF_VARS},
 	    {"cgroup-root", required_argument, NULL, O_CG},
 	    {"stop-timeout-ms", required_argument, NULL, O_STOP},
 	    {"ready-file", required_argument, NULL, O_READY},
@@ -151,6 +161,12 @@ int main(int argc, char **argv)
 			break;
 		case O_VHOST_DIR:
 			cfg.vhost_dir = optarg;
+			break;
+		case O_OVMF_CODE:
+			cfg.ovmf_code = optarg;
+			break;
+		case O_OVMF_VARS:
+			cfg.ovmf_vars = optarg;
 			break;
 		case O_QEMU:
 			cfg.qemu_bin = optarg;

@@ -177,9 +177,20 @@ int hostd_vm_define(struct hostd *h, struct json_t *j, char *err, size_t errlen,
 	vm->rec.def = d;
 	vm->rec.state = VM_DEFINED;
 	snprintf(vm->rec.reason, sizeof(vm->rec.reason), "defined");
+	/* A new VM gets an empty variable store, even if a file of an
+	 * earlier VM of that name is still there. */
+	bool uefi = d.boot == VM_BOOT_DISK && d.firmware == VM_FW_OVMF;
+	if (uefi && ((rc = ovmf_check(&h->ovmf, err, errlen)) < 0 ||
+		     (rc = ovmf_nvram_create(&h->ovmf, vm->paths.nvram, err,
+					     errlen)) < 0)) {
+		hostd__vm_free(vm);
+		return rc;
+	}
 	if ((rc = vm_record_save(h->state_dir, &vm->rec)) < 0) {
 		snprintf(err, errlen, "cannot save the definition: %s",
 			 strerror(-rc));
+		if (uefi)
+			unlink(vm->paths.nvram);
 		hostd__vm_free(vm);
 		return rc;
 	}
@@ -260,6 +271,16 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 		0 ||
 	    (rc = vm_def_validate(d, &h->host, true, err, errlen)) < 0)
 		return rc;
+	if (d->boot == VM_BOOT_DISK && d->firmware == VM_FW_OVMF) {
+		if ((rc = ovmf_nvram_prepare(&h->ovmf, vm->paths.nvram, err,
+					     errlen)) < 0)
+			return rc;
+		if (rc == 1)
+			log_warn(HOSTD_LOG,
+				 "%s: no UEFI variable store; made %s from "
+				 "the template",
+				 d->name, vm->paths.nvram);
+	}
 	if ((rc = hostd__mkdirs(vm->paths.dir)) < 0) {
 		snprintf(err, errlen, "mkdir %s: %s", vm->paths.dir,
 			 strerror(-rc));
@@ -282,8 +303,10 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	if ((rc = qemu_build_argv(d, &vm->paths, h->accel.accel, h->qemu_bin,
-				  &argv)) < 0) {
+	struct qemu_host qh = {.accel = h->accel.accel,
+			       .qemu_bin = h->qemu_bin,
+			       .ovmf_code = h->ovmf_code};
+	if ((rc = qemu_build_argv(d, &vm->paths, &qh, &argv)) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -613,8 +636,14 @@ int hostd_vm_start(struct hostd_vm *vm, char *err, size_t errlen)
 	uv_timer_stop(&vm->timer);
 	vm->restart_scheduled = false;
 	int rc = hostd__spawn(vm, err, errlen);
-	if (rc < 0 && !vm->proc)
+	if (rc < 0 && !vm->proc) {
+		/* Nothing ran: the state stays, the reason tells why (a
+		 * restart by policy has no caller to tell). */
+		char reason[sizeof(vm->rec.reason)];
+		snprintf(reason, sizeof(reason), "start failed: %s", err);
+		hostd__set_state(vm, vm->rec.state, reason);
 		return rc;
+	}
 	hostd__set_state(vm, VM_STARTING, "QEMU spawned");
 	if (rc < 0)
 		return rc; /* killed for its cgroup; exit callback follows */
@@ -749,6 +778,9 @@ int hostd_vm_delete(struct hostd_vm *vm, char *err, size_t errlen)
 	unlink(vm->paths.console);
 	unlink(vm->paths.qemu_log);
 	rmdir(vm->paths.dir);
+	if (unlink(vm->paths.nvram) == 0)
+		log_info(HOSTD_LOG, "%s: removed its UEFI variable store",
+			 vm->rec.def.name);
 	log_info(HOSTD_LOG, "%s: deleted", vm->rec.def.name);
 	vm->deleting = true;
 	hostd__vm_free(vm);
@@ -771,7 +803,7 @@ struct json_t *hostd_vm_status(const struct hostd_vm *vm)
 	}
 	return json_pack(
 	    "{s:s, s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:s, "
-	    "s:i, s:s, s:o, s:b, s:s, s:i}",
+	    "s:i, s:s, s:o, s:b, s:s, s:i, s:s}",
 	    "name", d->name, "uuid", d->uuid, "state",
 	    vm_state_name(vm->rec.state), "pid", vm->rec.pid, "vcpus", d->vcpus,
 	    "memory_mib", (json_int_t)d->memory_mib, "accel",
@@ -781,7 +813,10 @@ struct json_t *hostd_vm_status(const struct hostd_vm *vm)
 	    "restart", vm_restart_name(d->restart), "restarts",
 	    vm->rec.restarts, "last_exit", vm->last_exit, "nics", nics,
 	    "attached", vm->attached, "qemu_log", vm->paths.qemu_log, "reboots",
-	    vm->reboots);
+	    vm->reboots, "nvram",
+	    d->boot == VM_BOOT_DISK && d->firmware == VM_FW_OVMF
+		? vm->paths.nvram
+		: "");
 }
 
 struct json_t *hostd_host_status(const struct hostd *h)
@@ -937,6 +972,14 @@ int hostd_new(uv_loop_t *loop, const struct hostd_config *cfg,
 	str_copy(h->vhost_dir, cfg->vhost_dir ? cfg->vhost_dir : "",
 		 sizeof(h->vhost_dir));
 	h->cfg.vhost_dir = h->vhost_dir[0] ? h->vhost_dir : NULL;
+	str_copy(h->ovmf_code,
+		 cfg->ovmf_code ? cfg->ovmf_code : HOSTD_OVMF_CODE,
+		 sizeof(h->ovmf_code));
+	str_copy(h->ovmf_vars,
+		 cfg->ovmf_vars ? cfg->ovmf_vars : HOSTD_OVMF_VARS,
+		 sizeof(h->ovmf_vars));
+	h->ovmf.code = h->cfg.ovmf_code = h->ovmf_code;
+	h->ovmf.vars = h->cfg.ovmf_vars = h->ovmf_vars;
 	h->cfg.cgroup_root = NULL;
 	hostd__host_limits(&h->host);
 	cgroup_detect(&h->cg, cfg->cgroup_root);

@@ -63,6 +63,8 @@ struct hostd {
 	char bridge[VM_BRIDGE_MAX + 1];
 	char qemu_bin[PATH_MAX];
 	char vhost_dir[PATH_MAX]; /* empty: no {"vdisk": NAME} disks */
+	char ovmf_code[PATH_MAX], ovmf_vars[PATH_MAX];
+	struct ovmf_files ovmf; /* points at the two above */
 	struct hostd_accel_choice accel;
 	struct cgroup_ctx cg;
 	struct vm_host_limits host;
