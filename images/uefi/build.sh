@@ -17,7 +17,7 @@
 # The guest is images/guest/build.sh's (built into GUEST_DIR, default
 # build/guest, if needed) with one script added, uefi-disk.sh (installed as
 # /scripts/uefi-disk), run through cairn.script=uefi-disk on the kernel
-# command line inside the image. No loop device, no mount: sfdisk,
+# command line inside the image, and the efivarfs module it uses. No loop device, no mount: sfdisk,
 # mkfs.vfat --offset and mtools work on the file. Idempotent: when no input
 # changed it exits at once (hash in OUTDIR/.inputs).
 set -euo pipefail
@@ -36,7 +36,7 @@ STUB=${UEFI_STUB:-/usr/lib/systemd/boot/efi/linuxx64.efi.stub}
 
 log() { echo "uefi-image: $*" >&2; }
 die() { echo "uefi-image: $*" >&2; exit 1; }
-for c in objcopy objdump sfdisk mkfs.vfat mmd mcopy cpio gzip python3 sha256sum md5sum; do
+for c in objcopy objdump sfdisk mkfs.vfat mmd mcopy cpio gzip dpkg-deb python3 sha256sum md5sum; do
 	command -v "$c" >/dev/null || die "$c not found (scripts/deps.sh)"
 done
 [[ -s $STUB ]] || die "no $STUB (systemd-boot-efi; scripts/deps.sh)"
@@ -44,6 +44,13 @@ done
 "$ROOT/images/guest/build.sh" "$GUEST_DIR" >&2 || die "guest image build failed"
 KERNEL=$GUEST_DIR/vmlinuz
 INITRD=$GUEST_DIR/initrd.img
+# efivarfs is a module in Debian's kernel: take it from the package the
+# guest's kernel came from (images/guest/build.sh left it in the cache).
+KVER=$(gzip -dc "$INITRD" | cpio -i --to-stdout --quiet etc/cairn-guest-kernel 2>/dev/null)
+[[ -n $KVER ]] || die "cannot tell the guest's kernel version from $INITRD"
+CACHE=${CAIRN_CACHE:-$ROOT/build/cache}
+DEB=$(ls "$CACHE/linux-image-${KVER}_"*"_amd64.deb" 2>/dev/null | sort -V | tail -n 1 || true)
+[[ -s $DEB ]] || die "no linux-image-$KVER package in $CACHE"
 
 # Layout, in 512-byte sectors. Partition 1 starts at 1 MiB (the usual
 # alignment; sectors 0-33 are the protective MBR and the GPT).
@@ -58,21 +65,23 @@ CMDLINE="console=ttyS0 panic=-1 cairn.script=uefi-disk"
 
 HASH=$({
 	sha256sum "$HERE/build.sh" "$HERE/uefi-disk.sh" "$STUB" "$KERNEL" "$INITRD"
-	echo "$CMDLINE"
+	echo "$CMDLINE $(basename "$DEB")"
 } | sha256sum | cut -d' ' -f1)
 [[ -s $OUT/disk.img && -s $OUT/data.md5 && -f $OUT/.inputs &&
 	$(cat "$OUT/.inputs") == "$HASH" ]] && exit 0
 
 WORK=$OUT/.work
 rm -rf "$WORK"
-mkdir -p "$WORK/overlay/scripts"
+mkdir -p "$WORK/overlay/scripts" "$WORK/overlay/lib/modules/uefi"
 trap 'rm -rf "$WORK"' EXIT
 # mtools refuses some geometries of a file it cannot check against a drive.
 export MTOOLS_SKIP_CHECK=1
 
-# ---- the initramfs: the guest's, plus /scripts/uefi-disk --------------------
+# ---- the initramfs: the guest's, plus /scripts/uefi-disk and efivarfs -------
 # A second cpio archive after the first: the kernel unpacks both in order.
 install -m 755 "$HERE/uefi-disk.sh" "$WORK/overlay/scripts/uefi-disk"
+dpkg-deb --fsys-tarfile "$DEB" | tar -x -O "./lib/modules/$KVER/kernel/fs/efivarfs/efivarfs.ko" \
+	>"$WORK/overlay/lib/modules/uefi/efivarfs.ko" || die "no efivarfs.ko in $DEB"
 (cd "$WORK/overlay" && find . -print0 | LC_ALL=C sort -z |
 	cpio --null -o -H newc --owner=0:0 --quiet --reproducible) |
 	gzip -n -6 >"$WORK/overlay.cpio.gz"

@@ -7,8 +7,9 @@
 # images/uefi/build.sh. The guest's script checks it came up through UEFI,
 # reads its own boot disk and prints the md5 of partition 2, which must be
 # what the image holds. Also: the VM's own variable store (made at define,
-# written by OVMF, removed with the VM) and a start refused when the
-# firmware's files are gone.
+# written by OVMF, kept across restarts: the guest counts its boots in a UEFI
+# variable, which another VM on the same disk does not see; removed with the
+# VM) and a start refused when the firmware's files are gone.
 #
 #   tests/integration/hostd_uefi.sh BUILD_DIR
 . "$(dirname "$0")/lib_cairnd.sh"
@@ -21,6 +22,25 @@ OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 
 # OVMF under TCG takes a while before the kernel even starts.
 BOOT=${HOSTD_BOOT_TIMEOUT:-300}
+
+# wait_uefi_marker NAME: the guest's CAIRN-UEFI-DISK line, or fail at
+# once when the guest reports a failure or the VM stops running.
+wait_uefi_marker() {
+	local log i st
+	log=$(vm_field "$1" console_log)
+	for ((i = 0; i < BOOT * 10; i++)); do
+		grep -aq "CAIRN-UEFI-DISK" "$log" 2>/dev/null && return 0
+		grep -aq "CAIRN-FAIL" "$log" 2>/dev/null && break
+		if ((i % 10 == 0)); then
+			st=$(vm_field "$1" state)
+			[[ $st == running ]] || break
+		fi
+		sleep 0.1
+	done
+	echo "--- console of $1:" >&2
+	tail -n 20 "$log" >&2 || true
+	fail "$1: no CAIRN-UEFI-DISK (state $(vm_field "$1" state), after $((i / 10)) s)"
+}
 
 step "a UEFI-bootable disk image"
 IMG_DIR=$(dirname "$BUILD")/uefi
@@ -55,12 +75,12 @@ cmp -s "$NVRAM" "$OVMF_VARS" || fail "nvram is not a copy of the template"
 
 step "OVMF boots the VM from the vdisk"
 vm start u1 --timeout 60 || fail "start u1"
-wait_console u1 "CAIRN-UEFI-DISK" 1 "$BOOT"
+wait_uefi_marker u1
 LOG=$(vm_field u1 console_log)
 line=$(grep -a -m1 "CAIRN-UEFI-DISK" "$LOG" | tr -d '\r')
 echo "guest: $line"
-[[ $line == *"efi=yes gpt=ok esp=FAT32 data=$WANT_MD5"* ]] ||
-	fail "the guest read '$line', want data=$WANT_MD5"
+[[ $line == *"efi=yes gpt=ok esp=FAT32 data=$WANT_MD5 boots=1" ]] ||
+	fail "the guest read '$line', want data=$WANT_MD5 boots=1"
 grep -aq "CAIRN-FAIL" "$LOG" && fail "the guest reported a failure"
 [[ $(vm_field u1 state) == running ]] || fail "u1 is $(vm_field u1 state)"
 vm force-stop u1 --timeout 30 || fail "force-stop u1"
@@ -71,6 +91,30 @@ vm force-stop u1 --timeout 30 || fail "force-stop u1"
 [[ -s $NVRAM ]] || fail "the variable store went away"
 cmp -s "$NVRAM" "$OVMF_VARS" && fail "OVMF wrote nothing to the VM's variable store"
 cmp -s "$OVMF_VARS" "$T/vars-template.fd" || fail "the template changed"
+
+step "the variable store lasts across restarts of the VM"
+# The guest counts its boots in a UEFI variable: the second boot sees the
+# first one's, so the agent kept the store and OVMF read it back.
+vm start u1 --timeout 60 || fail "start u1 again"
+wait_uefi_marker u1
+line=$(grep -a -m1 "CAIRN-UEFI-DISK" "$(vm_field u1 console_log)" | tr -d '\r')
+echo "guest: $line"
+[[ $line == *"data=$WANT_MD5 boots=2" ]] || fail "second boot: '$line', want boots=2"
+vm force-stop u1 --timeout 30 || fail "force-stop u1"
+[[ $(vm_field u1 state) == stopped ]] || fail "u1 is $(vm_field u1 state)"
+
+step "another VM on the same disk has variables of its own"
+sed 's/"u1"/"u2"/' "$T/u1.json" >"$T/u2.json"
+vm define "$T/u2.json" || fail "define u2"
+[[ $(vm_field u2 nvram) == "$T/state/vms/u2.nvram.fd" ]] || fail "u2 nvram: $(vm_field u2 nvram)"
+vm start u2 --timeout 60 || fail "start u2"
+wait_uefi_marker u2
+line=$(grep -a -m1 "CAIRN-UEFI-DISK" "$(vm_field u2 console_log)" | tr -d '\r')
+echo "guest: $line"
+[[ $line == *"data=$WANT_MD5 boots=1" ]] || fail "u2 sees u1's variables: '$line'"
+vm force-stop u2 --timeout 30 || fail "force-stop u2"
+vm delete u2 || fail "delete u2"
+[[ ! -e $T/state/vms/u2.nvram.fd ]] || fail "u2's variable store left after delete"
 
 step "firmware files gone: start refused with the reason, nothing runs"
 rm -f "$NVRAM" "$T/vars-template.fd"
