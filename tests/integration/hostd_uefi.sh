@@ -23,23 +23,36 @@ OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 # OVMF under TCG takes a while before the kernel even starts.
 BOOT=${HOSTD_BOOT_TIMEOUT:-300}
 
-# wait_uefi_marker NAME: the guest's CAIRN-UEFI-DISK line, or fail at
-# once when the guest reports a failure or the VM stops running.
-wait_uefi_marker() {
-	local log i st
-	log=$(vm_field "$1" console_log)
+# uefi_boot NAME BOOTS: starts NAME, waits for its guest's CAIRN-UEFI-DISK
+# line (failing at once when the guest reports a failure or the VM stops
+# running), checks the guest read the image's data and counted BOOTS boots
+# of this VM, then force-stops it.
+uefi_boot() {
+	local name=$1 boots=$2 log i line=''
+	vm start "$name" --timeout 60 || fail "start $name"
+	log=$(vm_field "$name" console_log)
 	for ((i = 0; i < BOOT * 10; i++)); do
-		grep -aq "CAIRN-UEFI-DISK" "$log" 2>/dev/null && return 0
+		grep -aq "CAIRN-UEFI-DISK" "$log" 2>/dev/null && line=found && break
 		grep -aq "CAIRN-FAIL" "$log" 2>/dev/null && break
 		if ((i % 10 == 0)); then
-			st=$(vm_field "$1" state)
-			[[ $st == running ]] || break
+			[[ $(vm_field "$name" state) == running ]] || break
 		fi
 		sleep 0.1
 	done
-	echo "--- console of $1:" >&2
-	tail -n 20 "$log" >&2 || true
-	fail "$1: no CAIRN-UEFI-DISK (state $(vm_field "$1" state), after $((i / 10)) s)"
+	if [[ -z $line ]]; then
+		echo "--- console of $name:" >&2
+		tail -n 20 "$log" >&2 || true
+		fail "$name: no CAIRN-UEFI-DISK (state $(vm_field "$name" state))"
+	fi
+	line=$(grep -a -m1 "CAIRN-UEFI-DISK" "$log" | tr -d '\r')
+	echo "guest $name: $line"
+	[[ $line == *"efi=yes gpt=ok esp=FAT32 data=$WANT_MD5 boots=$boots" ]] ||
+		fail "$name read '$line', want data=$WANT_MD5 boots=$boots"
+	[[ $(vm_field "$name" state) == running ]] || fail "$name is $(vm_field "$name" state)"
+	vm force-stop "$name" --timeout 30 || fail "force-stop $name"
+	[[ $(vm_field "$name" state) == stopped ]] || fail "$name is $(vm_field "$name" state)"
+	[[ $(vm_field "$name" reason) == force-stopped* ]] ||
+		fail "$name reason: $(vm_field "$name" reason)"
 }
 
 step "a UEFI-bootable disk image"
@@ -74,18 +87,7 @@ NVRAM=$(vm_field u1 nvram)
 cmp -s "$NVRAM" "$OVMF_VARS" || fail "nvram is not a copy of the template"
 
 step "OVMF boots the VM from the vdisk"
-vm start u1 --timeout 60 || fail "start u1"
-wait_uefi_marker u1
-LOG=$(vm_field u1 console_log)
-line=$(grep -a -m1 "CAIRN-UEFI-DISK" "$LOG" | tr -d '\r')
-echo "guest: $line"
-[[ $line == *"efi=yes gpt=ok esp=FAT32 data=$WANT_MD5 boots=1" ]] ||
-	fail "the guest read '$line', want data=$WANT_MD5 boots=1"
-grep -aq "CAIRN-FAIL" "$LOG" && fail "the guest reported a failure"
-[[ $(vm_field u1 state) == running ]] || fail "u1 is $(vm_field u1 state)"
-vm force-stop u1 --timeout 30 || fail "force-stop u1"
-[[ $(vm_field u1 state) == stopped ]] || fail "u1 is $(vm_field u1 state)"
-[[ $(vm_field u1 reason) == force-stopped* ]] || fail "reason: $(vm_field u1 reason)"
+uefi_boot u1 1
 # OVMF keeps its boot entries (Boot####, BootOrder) in the store: the VM's
 # copy was written, the package's template was not.
 [[ -s $NVRAM ]] || fail "the variable store went away"
@@ -93,26 +95,15 @@ cmp -s "$NVRAM" "$OVMF_VARS" && fail "OVMF wrote nothing to the VM's variable st
 cmp -s "$OVMF_VARS" "$T/vars-template.fd" || fail "the template changed"
 
 step "the variable store lasts across restarts of the VM"
-# The guest counts its boots in a UEFI variable: the second boot sees the
+# The guest counts its boots in UEFI variables: the second boot sees the
 # first one's, so the agent kept the store and OVMF read it back.
-vm start u1 --timeout 60 || fail "start u1 again"
-wait_uefi_marker u1
-line=$(grep -a -m1 "CAIRN-UEFI-DISK" "$(vm_field u1 console_log)" | tr -d '\r')
-echo "guest: $line"
-[[ $line == *"data=$WANT_MD5 boots=2" ]] || fail "second boot: '$line', want boots=2"
-vm force-stop u1 --timeout 30 || fail "force-stop u1"
-[[ $(vm_field u1 state) == stopped ]] || fail "u1 is $(vm_field u1 state)"
+uefi_boot u1 2
 
 step "another VM on the same disk has variables of its own"
 sed 's/"u1"/"u2"/' "$T/u1.json" >"$T/u2.json"
 vm define "$T/u2.json" || fail "define u2"
 [[ $(vm_field u2 nvram) == "$T/state/vms/u2.nvram.fd" ]] || fail "u2 nvram: $(vm_field u2 nvram)"
-vm start u2 --timeout 60 || fail "start u2"
-wait_uefi_marker u2
-line=$(grep -a -m1 "CAIRN-UEFI-DISK" "$(vm_field u2 console_log)" | tr -d '\r')
-echo "guest: $line"
-[[ $line == *"data=$WANT_MD5 boots=1" ]] || fail "u2 sees u1's variables: '$line'"
-vm force-stop u2 --timeout 30 || fail "force-stop u2"
+uefi_boot u2 1 # not u1's variables
 vm delete u2 || fail "delete u2"
 [[ ! -e $T/state/vms/u2.nvram.fd ]] || fail "u2's variable store left after delete"
 
