@@ -16,6 +16,10 @@ PKGS=(
 	# guest images for hypervisor tests (the kernel is fetched with
 	# `apt-get download` and unpacked, never installed on the host)
 	busybox-static cpio kmod
+	# UEFI guests: the firmware, and what images/uefi/build.sh makes a
+	# UEFI-bootable disk with (GPT, FAT32 EFI system partition, a unified
+	# kernel image on systemd-stub; objcopy comes with build-essential)
+	ovmf systemd-boot-efi fdisk dosfstools mtools
 	# used by the scripts and tests
 	iproute2 procps python3
 )

@@ -33,6 +33,7 @@ static void hostd_main_usage(FILE *f)
 		"[--cgroup-root DIR]\n"
 		"                   [--stop-timeout-ms N] [--ready-file PATH]\n"
 		"                   [--vhost-dir DIR] [--leave-vms-running]\n"
+		"                   [--ovmf-code FILE] [--ovmf-vars FILE]\n"
 		"\n"
 		"  --state-dir DIR      VM definitions, state, consoles, "
 		"sockets\n"
@@ -53,6 +54,11 @@ static void hostd_main_usage(FILE *f)
 		"                       QEMUs in sessions of their own) for the "
 		"next agent\n"
 		"                       to re-attach; default: force-stop them\n"
+		"  --ovmf-code FILE     UEFI firmware for {\"firmware\": "
+		"\"ovmf\"} VMs\n"
+		"                       (default " HOSTD_OVMF_CODE ")\n"
+		"  --ovmf-vars FILE     its empty variable store, copied per VM\n"
+		"                       (default " HOSTD_OVMF_VARS ")\n"
 		"  --ready-file PATH    once listening, write "
 		"\"socket=PATH\\npid=PID\\naccel=A\\n\"\n"
 		"\n"
@@ -102,6 +108,8 @@ int main(int argc, char **argv)
 		O_BRIDGE,
 		O_QEMU,
 		O_VHOST_DIR,
+		O_OVMF_CODE,
+		O_OVMF_VARS,
 		O_CG,
 		O_STOP,
 		O_READY,
@@ -115,6 +123,8 @@ int main(int argc, char **argv)
 	    {"bridge", required_argument, NULL, O_BRIDGE},
 	    {"qemu", required_argument, NULL, O_QEMU},
 	    {"vhost-dir", required_argument, NULL, O_VHOST_DIR},
+	    {"ovmf-code", required_argument, NULL, O_OVMF_CODE},
+	    {"ovmf-vars", required_argument, NULL, O_OVMF_VARS},
 	    {"cgroup-root", required_argument, NULL, O_CG},
 	    {"stop-timeout-ms", required_argument, NULL, O_STOP},
 	    {"ready-file", required_argument, NULL, O_READY},
@@ -158,6 +168,12 @@ int main(int argc, char **argv)
 			break;
 		case O_VHOST_DIR:
 			cfg.vhost_dir = optarg;
+			break;
+		case O_OVMF_CODE:
+			cfg.ovmf_code = optarg;
+			break;
+		case O_OVMF_VARS:
+			cfg.ovmf_vars = optarg;
 			break;
 		case O_QEMU:
 			cfg.qemu_bin = optarg;

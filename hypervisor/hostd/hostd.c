@@ -177,9 +177,20 @@ int hostd_vm_define(struct hostd *h, struct json_t *j, char *err, size_t errlen,
 	vm->rec.def = d;
 	vm->rec.state = VM_DEFINED;
 	snprintf(vm->rec.reason, sizeof(vm->rec.reason), "defined");
+	/* A new VM gets an empty variable store, even if a file of an
+	 * earlier VM of that name is still there. */
+	bool uefi = d.boot == VM_BOOT_DISK && d.firmware == VM_FW_OVMF;
+	if (uefi && ((rc = ovmf_check(&h->ovmf, err, errlen)) < 0 ||
+		     (rc = ovmf_nvram_create(&h->ovmf, vm->paths.nvram, err,
+					     errlen)) < 0)) {
+		hostd__vm_free(vm);
+		return rc;
+	}
 	if ((rc = vm_record_save(h->state_dir, &vm->rec)) < 0) {
 		snprintf(err, errlen, "cannot save the definition: %s",
 			 strerror(-rc));
+		if (uefi)
+			unlink(vm->paths.nvram);
 		hostd__vm_free(vm);
 		return rc;
 	}
@@ -261,6 +272,16 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 		0 ||
 	    (rc = vm_def_validate(d, &h->host, true, err, errlen)) < 0)
 		return rc;
+	if (d->boot == VM_BOOT_DISK && d->firmware == VM_FW_OVMF) {
+		if ((rc = ovmf_nvram_prepare(&h->ovmf, vm->paths.nvram, err,
+					     errlen)) < 0)
+			return rc;
+		if (rc == 1)
+			log_warn(HOSTD_LOG,
+				 "%s: no UEFI variable store; made %s from "
+				 "the template",
+				 d->name, vm->paths.nvram);
+	}
 	if ((rc = hostd__mkdirs(vm->paths.dir)) < 0) {
 		snprintf(err, errlen, "mkdir %s: %s", vm->paths.dir,
 			 strerror(-rc));
@@ -287,8 +308,10 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 	if ((rc = cgroup_vm_setup(&h->cg, d->name, d->cpu_limit_pct,
 				  d->memory_limit_mib, &cj, err, errlen)) < 0)
 		goto fail;
-	if ((rc = qemu_build_argv(d, &vm->paths, h->accel.accel, h->qemu_bin,
-				  &argv)) < 0) {
+	struct qemu_host qh = {.accel = h->accel.accel,
+			       .qemu_bin = h->qemu_bin,
+			       .ovmf_code = h->ovmf_code};
+	if ((rc = qemu_build_argv(d, &vm->paths, &qh, &argv)) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -632,11 +655,16 @@ int hostd_vm_start(struct hostd_vm *vm, char *err, size_t errlen)
 	uv_timer_stop(&vm->timer);
 	vm->restart_scheduled = false;
 	int rc = hostd__spawn(vm, err, errlen);
-	if (rc < 0 && !vm->proc)
+	if (rc < 0) {
+		/* Nothing ran (a failure after the spawn is an exit): the
+		 * state stays, the reason tells why (a restart by policy has
+		 * no caller to tell). */
+		char reason[sizeof(vm->rec.reason)];
+		snprintf(reason, sizeof(reason), "start failed: %s", err);
+		hostd__set_state(vm, vm->rec.state, reason);
 		return rc;
+	}
 	hostd__set_state(vm, VM_STARTING, "QEMU spawned");
-	if (rc < 0)
-		return rc; /* killed for its cgroup; exit callback follows */
 	hostd__vm_connect_qmp(vm);
 	return 0;
 }
@@ -768,6 +796,9 @@ int hostd_vm_delete(struct hostd_vm *vm, char *err, size_t errlen)
 	unlink(vm->paths.console);
 	unlink(vm->paths.qemu_log);
 	rmdir(vm->paths.dir);
+	if (unlink(vm->paths.nvram) == 0)
+		log_info(HOSTD_LOG, "%s: removed its UEFI variable store",
+			 vm->rec.def.name);
 	log_info(HOSTD_LOG, "%s: deleted", vm->rec.def.name);
 	vm->deleting = true;
 	hostd__vm_free(vm);
@@ -790,7 +821,7 @@ struct json_t *hostd_vm_status(const struct hostd_vm *vm)
 	}
 	return json_pack(
 	    "{s:s, s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:s, "
-	    "s:i, s:s, s:o, s:b, s:s, s:i}",
+	    "s:i, s:s, s:o, s:b, s:s, s:i, s:s}",
 	    "name", d->name, "uuid", d->uuid, "state",
 	    vm_state_name(vm->rec.state), "pid", vm->rec.pid, "vcpus", d->vcpus,
 	    "memory_mib", (json_int_t)d->memory_mib, "accel",
@@ -800,7 +831,10 @@ struct json_t *hostd_vm_status(const struct hostd_vm *vm)
 	    "restart", vm_restart_name(d->restart), "restarts",
 	    vm->rec.restarts, "last_exit", vm->last_exit, "nics", nics,
 	    "attached", vm->attached, "qemu_log", vm->paths.qemu_log, "reboots",
-	    vm->reboots);
+	    vm->reboots, "nvram",
+	    d->boot == VM_BOOT_DISK && d->firmware == VM_FW_OVMF
+		? vm->paths.nvram
+		: "");
 }
 
 struct json_t *hostd_host_status(const struct hostd *h)
@@ -980,6 +1014,14 @@ int hostd_new(uv_loop_t *loop, const struct hostd_config *cfg,
 	str_copy(h->vhost_dir, cfg->vhost_dir ? cfg->vhost_dir : "",
 		 sizeof(h->vhost_dir));
 	h->cfg.vhost_dir = h->vhost_dir[0] ? h->vhost_dir : NULL;
+	str_copy(h->ovmf_code,
+		 cfg->ovmf_code ? cfg->ovmf_code : HOSTD_OVMF_CODE,
+		 sizeof(h->ovmf_code));
+	str_copy(h->ovmf_vars,
+		 cfg->ovmf_vars ? cfg->ovmf_vars : HOSTD_OVMF_VARS,
+		 sizeof(h->ovmf_vars));
+	h->ovmf.code = h->cfg.ovmf_code = h->ovmf_code;
+	h->ovmf.vars = h->cfg.ovmf_vars = h->ovmf_vars;
 	h->cfg.cgroup_root = NULL;
 	hostd__vm_exec_path(cfg->vm_exec, h->vm_exec, sizeof(h->vm_exec));
 	h->cfg.vm_exec = h->vm_exec;

@@ -64,6 +64,8 @@ struct hostd {
 	char qemu_bin[PATH_MAX];
 	char vm_exec[PATH_MAX]; /* cairn-vm-exec */
 	char vhost_dir[PATH_MAX]; /* empty: no {"vdisk": NAME} disks */
+	char ovmf_code[PATH_MAX], ovmf_vars[PATH_MAX];
+	struct ovmf_files ovmf; /* points at the two above */
 	struct hostd_accel_choice accel;
 	struct cgroup_ctx cg;
 	struct vm_host_limits host;

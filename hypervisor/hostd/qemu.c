@@ -49,6 +49,10 @@ int vm_paths_init(struct vm_paths *p, const char *state_dir, const char *name)
 	snprintf(p->console, sizeof(p->console), "%s/console.log", p->dir);
 	snprintf(p->pidfile, sizeof(p->pidfile), "%s/qemu.pid", p->dir);
 	snprintf(p->qemu_log, sizeof(p->qemu_log), "%s/qemu.log", p->dir);
+	r = snprintf(p->nvram, sizeof(p->nvram), "%s/vms/%s.nvram.fd",
+		     state_dir, name);
+	if (r < 0 || (size_t)r >= sizeof(p->nvram))
+		return -ENAMETOOLONG;
 	return 0;
 }
 
@@ -123,13 +127,14 @@ void qemu_argv_free(char **argv)
 }
 
 int qemu_build_argv(const struct vm_def *d, const struct vm_paths *p,
-		    enum hostd_accel accel, const char *qemu_bin, char ***argv)
+		    const struct qemu_host *host, char ***argv)
 {
 	struct qemu_argv a = {0};
 	char *e1 = NULL, *e2 = NULL;
-	bool kvm = accel == HOSTD_ACCEL_KVM;
+	bool kvm = host->accel == HOSTD_ACCEL_KVM;
 
-	qemu__add(&a, "%s", qemu_bin ? qemu_bin : "qemu-system-x86_64");
+	qemu__add(&a, "%s",
+		  host->qemu_bin ? host->qemu_bin : "qemu-system-x86_64");
 	qemu__add(&a, "-name");
 	qemu__add(&a, "%s,debug-threads=on", d->name);
 	qemu__add(&a, "-uuid");
@@ -164,9 +169,22 @@ int qemu_build_argv(const struct vm_def *d, const struct vm_paths *p,
 			qemu__add(&a, "%s", d->cmdline);
 		}
 	} else if (d->firmware == VM_FW_OVMF) {
+		/* Two flash chips, as OVMF is built for: the firmware,
+		 * read-only and shared, then the VM's own variable store,
+		 * which OVMF writes (ovmf.c). No SMM needed: the firmware
+		 * without Secure Boot does not require it. */
+		if (!(e1 = qemu__escape(host->ovmf_code ? host->ovmf_code
+							: HOSTD_OVMF_CODE)) ||
+		    !(e2 = qemu__escape(p->nvram)))
+			goto oom;
 		qemu__add(&a, "-drive");
-		qemu__add(&a, "if=pflash,format=raw,readonly=on,"
-			      "file=/usr/share/OVMF/OVMF_CODE.fd");
+		qemu__add(&a, "if=pflash,unit=0,format=raw,readonly=on,file=%s",
+			  e1);
+		qemu__add(&a, "-drive");
+		qemu__add(&a, "if=pflash,unit=1,format=raw,file=%s", e2);
+		free(e1);
+		free(e2);
+		e1 = e2 = NULL;
 	}
 	/* SeaBIOS is QEMU's default firmware: nothing to add. */
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -79,14 +80,59 @@ static int vm_state__path(char *out, size_t n, const char *dir,
 	return r < 0 || (size_t)r >= n ? -ENAMETOOLONG : 0;
 }
 
+int vm_file_write_atomic(const char *path, const void *buf, size_t len,
+			 unsigned mode)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	int fd =
+	    open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+	if (fd < 0)
+		return -errno;
+	/* open() applies the umask only when it creates the file; a temp
+	 * file left by a crash keeps its old mode. */
+	int rc = fchmod(fd, (mode_t)mode) < 0 ? -errno : 0;
+	size_t off = 0;
+	while (!rc && off < len) {
+		ssize_t w = write(fd, (const char *)buf + off, len - off);
+		if (w < 0)
+			rc = -errno;
+		else
+			off += (size_t)w;
+	}
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	/* The rename itself must be durable. */
+	str_copy(dir, path, sizeof(dir));
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
 int vm_record_save(const char *state_dir, const struct vm_record *r)
 {
-	char path[PATH_MAX], tmp[PATH_MAX], dir[PATH_MAX];
+	char path[PATH_MAX];
 	int rc;
 	if ((rc = vm_state__path(path, sizeof(path), state_dir, r->def.name,
-				 "")) < 0 ||
-	    (rc = vm_state__path(tmp, sizeof(tmp), state_dir, r->def.name,
-				 ".tmp")) < 0)
+				 "")) < 0)
 		return rc;
 	json_t *j = json_object();
 	json_t *def = vm_def_to_json(&r->def);
@@ -104,40 +150,9 @@ int vm_record_save(const char *state_dir, const struct vm_record *r)
 	json_decref(j);
 	if (!s)
 		return -ENOMEM;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		free(s);
-		return rc;
-	}
-	size_t len = strlen(s), off = 0;
-	rc = 0;
-	while (off < len) {
-		ssize_t w = write(fd, s + off, len - off);
-		if (w < 0) {
-			rc = -errno;
-			break;
-		}
-		off += (size_t)w;
-	}
+	rc = vm_file_write_atomic(path, s, strlen(s), 0644);
 	free(s);
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc) {
-		unlink(tmp);
-		return rc;
-	}
-	/* The rename itself must be durable. */
-	snprintf(dir, sizeof(dir), "%s/vms", state_dir);
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
+	return rc;
 }
 
 int vm_record_load(const char *path, struct vm_record *r, char *err,

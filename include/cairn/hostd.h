@@ -139,6 +139,35 @@ int vm_record_save(const char *state_dir, const struct vm_record *r);
 int vm_record_load(const char *path, struct vm_record *r, char *err,
 		   size_t errlen);
 int vm_record_remove(const char *state_dir, const char *name);
+/* Writes path atomically: path.tmp, fsync, rename, fsync of the directory.
+ * Returns 0 or -errno (the temp file is removed). */
+int vm_file_write_atomic(const char *path, const void *buf, size_t len,
+			 unsigned mode);
+
+/* ---- UEFI firmware and variable stores (hypervisor/hostd/ovmf.c) ---- */
+
+/* Debian 12's ovmf package: the pair its firmware descriptor
+ * (/usr/share/qemu/firmware/60-edk2-x86_64.json) names for UEFI without
+ * Secure Boot. Debian keeps the 2 MiB pair (OVMF_CODE.fd + OVMF_VARS.fd)
+ * for old guests only (README.Debian). */
+#define HOSTD_OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
+#define HOSTD_OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+struct ovmf_files {
+	const char *code; /* the firmware: read-only pflash, unit 0 */
+	const char *vars; /* the empty variable store each VM gets a copy of */
+};
+/* Both files exist and are one build's pair. 0 or -errno with a message. */
+int ovmf_check(const struct ovmf_files *fw, char *err, size_t errlen);
+/* nvram becomes a fresh copy of the template (mode 0600, written
+ * atomically), replacing whatever was there. 0 or -errno. */
+int ovmf_nvram_create(const struct ovmf_files *fw, const char *nvram, char *err,
+		      size_t errlen);
+/* Before a start: checks the pair, creates nvram from the template if it is
+ * missing (returns 1), else checks it has the template's size (returns 0).
+ * -errno with a message. */
+int ovmf_nvram_prepare(const struct ovmf_files *fw, const char *nvram,
+		       char *err, size_t errlen);
 
 /* ---- QEMU command line (hypervisor/hostd/qemu.c) ---- */
 
@@ -153,16 +182,25 @@ struct vm_paths {
 	char console[256]; /* console log */
 	char pidfile[256];
 	char qemu_log[256]; /* QEMU's own stdout/stderr */
+	/* The VM's UEFI variable store (OVMF VMs): DIR/vms/NAME.nvram.fd,
+	 * beside its definition, since it lives as long as the VM. */
+	char nvram[256];
 };
 /* Returns 0, or -ENAMETOOLONG (a unix socket path must fit 108 bytes). */
 int vm_paths_init(struct vm_paths *p, const char *state_dir, const char *name);
 /* The tap device name of a NIC: "ct" + 8 hex digits of the uuid + index. */
 void vm_tap_name(const struct vm_def *d, unsigned index, char out[16]);
 
+/* What the host puts on every VM's command line. */
+struct qemu_host {
+	enum hostd_accel accel; /* KVM or TCG (resolved) */
+	const char *qemu_bin;	/* NULL: qemu-system-x86_64 */
+	const char *ovmf_code;	/* NULL: HOSTD_OVMF_CODE */
+};
 /* NULL-terminated argv (argv[0] = qemu), every string malloc'd; free with
- * qemu_argv_free. accel is KVM or TCG (resolved). Returns 0 or -ENOMEM. */
+ * qemu_argv_free. Returns 0 or -ENOMEM. */
 int qemu_build_argv(const struct vm_def *d, const struct vm_paths *p,
-		    enum hostd_accel accel, const char *qemu_bin, char ***argv);
+		    const struct qemu_host *host, char ***argv);
 void qemu_argv_free(char **argv);
 
 /* ---- QMP framing (hypervisor/hostd/qmp.c) ---- */
@@ -252,6 +290,8 @@ struct hostd_config {
 	 * QEMUs are started in sessions of their own so that signals to the
 	 * agent's process group do not reach them. Else it force-stops them. */
 	bool leave_vms_running;
+	const char *ovmf_code;	  /* default HOSTD_OVMF_CODE */
+	const char *ovmf_vars;	  /* default HOSTD_OVMF_VARS */
 };
 
 struct hostd;

@@ -336,7 +336,8 @@ static void test_qemu_argv(void)
 	d.n_disks = 2;
 	CHECK_EQ(vm_paths_init(&p, "/var/lib/cairn", "vm1"), 0);
 	CHECK(!strcmp(p.qmp, "/var/lib/cairn/run/vm1/qmp.sock"));
-	CHECK_EQ(qemu_build_argv(&d, &p, HOSTD_ACCEL_TCG, NULL, &argv), 0);
+	struct qemu_host tcg = {.accel = HOSTD_ACCEL_TCG};
+	CHECK_EQ(qemu_build_argv(&d, &p, &tcg, &argv), 0);
 	CHECK(!strcmp(argv[0], "qemu-system-x86_64"));
 	CHECK(argv_has(argv, "-name", "vm1"));
 	CHECK(argv_has(argv, "-uuid", "0f8fad5b-d9cb-469f-a165-70867728950e"));
@@ -375,7 +376,8 @@ static void test_qemu_argv(void)
 	}
 	CHECK(n > 30);
 	qemu_argv_free(argv);
-	CHECK_EQ(qemu_build_argv(&d, &p, HOSTD_ACCEL_KVM, "/opt/q", &argv), 0);
+	struct qemu_host kvm = {.accel = HOSTD_ACCEL_KVM, .qemu_bin = "/opt/q"};
+	CHECK_EQ(qemu_build_argv(&d, &p, &kvm, &argv), 0);
 	CHECK(!strcmp(argv[0], "/opt/q"));
 	CHECK(argv_has(argv, "-accel", "kvm"));
 	CHECK(argv_has(argv, "-cpu", "host"));
@@ -390,9 +392,28 @@ static void test_qemu_argv(void)
 			       0, NULL);
 	CHECK_EQ(vm_def_from_json(j, &d, err, sizeof(err)), 0);
 	json_decref(j);
-	CHECK_EQ(qemu_build_argv(&d, &p, HOSTD_ACCEL_TCG, NULL, &argv), 0);
-	CHECK(argv_has(argv, "-drive", "if=pflash"));
+	CHECK_EQ(qemu_build_argv(&d, &p, &tcg, &argv), 0);
+	CHECK(argv_has(argv, "-drive",
+		       "if=pflash,unit=0,format=raw,readonly=on,"
+		       "file=" HOSTD_OVMF_CODE));
+	/* The VM's own variable store, writable, beside its definition. */
+	CHECK(!strcmp(p.nvram, "/var/lib/cairn/vms/vm1.nvram.fd"));
+	CHECK(argv_has(argv, "-drive",
+		       "if=pflash,unit=1,format=raw,"
+		       "file=/var/lib/cairn/vms/vm1.nvram.fd"));
 	CHECK(argv_has(argv, "-device", "bootindex=0"));
+	qemu_argv_free(argv);
+	struct qemu_host other = {.accel = HOSTD_ACCEL_TCG,
+				  .ovmf_code = "/opt/ovmf,4m/CODE.fd"};
+	CHECK_EQ(qemu_build_argv(&d, &p, &other, &argv), 0);
+	CHECK(
+	    argv_has(argv, "-drive", "readonly=on,file=/opt/ovmf,,4m/CODE.fd"));
+	qemu_argv_free(argv);
+	/* SeaBIOS is QEMU's default: no flash at all. */
+	d.firmware = VM_FW_SEABIOS;
+	CHECK_EQ(qemu_build_argv(&d, &p, &tcg, &argv), 0);
+	for (char **a = argv; *a; a++)
+		CHECK(!strstr(*a, "pflash"));
 	qemu_argv_free(argv);
 	vm_def_free(&d);
 
@@ -592,20 +613,42 @@ static void closed(void *arg)
 	*(int *)arg = 1;
 }
 
+/* An agent of a test: its own state dir and socket under tmpdir, TCG, a
+ * cgroup root that does not exist. */
+struct test_agent {
+	char state[128], sock[128], cg[128];
+	struct hostd_config cfg;
+};
+
+static void test_agent_init(struct test_agent *a, const char *tag)
+{
+	snprintf(a->state, sizeof(a->state), "%s/%s", tmpdir, tag);
+	snprintf(a->sock, sizeof(a->sock), "%s/%s.sock", tmpdir, tag);
+	snprintf(a->cg, sizeof(a->cg), "%s/no-cgroups", tmpdir);
+	a->cfg = (struct hostd_config){.state_dir = a->state,
+				       .socket_path = a->sock,
+				       .accel = HOSTD_ACCEL_TCG,
+				       .cgroup_root = a->cg};
+}
+
+static void test_agent_stop(uv_loop_t *loop, struct hostd *h)
+{
+	int done = 0;
+	hostd_shutdown(h, closed, &done);
+	uv_run(loop, UV_RUN_DEFAULT);
+	CHECK(done);
+	hostd_free(h);
+}
+
 static void test_api(void)
 {
 	uv_loop_t loop;
 	struct hostd *h;
-	char state[128], sock[128], cg[128], req[512];
-	snprintf(state, sizeof(state), "%s/agent", tmpdir);
-	snprintf(sock, sizeof(sock), "%s/agent.sock", tmpdir);
-	snprintf(cg, sizeof(cg), "%s/no-cgroups", tmpdir);
-	struct hostd_config cfg = {.state_dir = state,
-				   .socket_path = sock,
-				   .accel = HOSTD_ACCEL_TCG,
-				   .cgroup_root = cg};
+	struct test_agent ag;
+	char req[512];
+	test_agent_init(&ag, "agent");
 	uv_loop_init(&loop);
-	CHECK_EQ(hostd_new(&loop, &cfg, &h), 0);
+	CHECK_EQ(hostd_new(&loop, &ag.cfg, &h), 0);
 	snprintf(req, sizeof(req),
 		 "{\"op\": \"vm.define\", \"id\": 7, \"def\": {\"name\": "
 		 "\"a\", \"memory_mib\": 64, \"boot\": {\"kernel\": "
@@ -650,12 +693,8 @@ static void test_api(void)
 		      "\"boot\": {\"kernel\": \"/k\"}}}",
 		      "too many", "EINVAL"));
 	/* The definition survives an agent restart. */
-	int done = 0;
-	hostd_shutdown(h, closed, &done);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	CHECK(done);
-	hostd_free(h);
-	CHECK_EQ(hostd_new(&loop, &cfg, &h), 0);
+	test_agent_stop(&loop, h);
+	CHECK_EQ(hostd_new(&loop, &ag.cfg, &h), 0);
 	r = api(h, "{\"op\": \"vm.definition\", \"name\": \"a\"}");
 	CHECK(json_is_true(json_object_get(r, "ok")));
 	json_t *mac = json_object_get(
@@ -668,11 +707,152 @@ static void test_api(void)
 	CHECK(api_ok(h, "{\"op\": \"vm.delete\", \"name\": \"a\"}"));
 	CHECK(api_err(h, "{\"op\": \"vm.status\", \"name\": \"a\"}", "no VM",
 		      "ENOENT"));
-	done = 0;
-	hostd_shutdown(h, closed, &done);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	CHECK(done);
-	hostd_free(h);
+	test_agent_stop(&loop, h);
+	CHECK_EQ(uv_loop_close(&loop), 0);
+}
+
+static void write_file(const char *path, size_t n, int byte)
+{
+	FILE *f = fopen(path, "w");
+	for (size_t i = 0; i < n; i++)
+		fputc(byte, f);
+	fclose(f);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) < 0 ? -1 : st.st_size;
+}
+
+/* Fake OVMF files: a 2 MiB "build" (code + vars). */
+static void fake_ovmf(char *code, char *vars, size_t n)
+{
+	snprintf(code, n, "%s/CODE.fd", tmpdir);
+	snprintf(vars, n, "%s/VARS.fd", tmpdir);
+	write_file(code, (2u << 20) - 128 * 1024, 0xc0);
+	write_file(vars, 128 * 1024, 0x5a);
+}
+
+static void test_ovmf(void)
+{
+	char code[128], vars[128], nvram[128], other[128], err[256];
+	fake_ovmf(code, vars, sizeof(code));
+	snprintf(nvram, sizeof(nvram), "%s/vm.nvram.fd", tmpdir);
+	snprintf(other, sizeof(other), "%s/VARS_4M.fd", tmpdir);
+	struct ovmf_files fw = {.code = code, .vars = vars};
+	CHECK_EQ(ovmf_check(&fw, err, sizeof(err)), 0);
+
+	/* A missing store is made from the template, mode 0600. */
+	CHECK_EQ(ovmf_nvram_prepare(&fw, nvram, err, sizeof(err)), 1);
+	struct stat st;
+	CHECK_EQ(stat(nvram, &st), 0);
+	CHECK_EQ(st.st_mode & 0777, 0600);
+	CHECK_EQ(st.st_size, 128 * 1024);
+	/* An existing one is the VM's: kept as it is. */
+	FILE *f = fopen(nvram, "r+");
+	fputs("boot entries", f);
+	fclose(f);
+	CHECK_EQ(ovmf_nvram_prepare(&fw, nvram, err, sizeof(err)), 0);
+	f = fopen(nvram, "r");
+	char head[13] = {0};
+	CHECK_EQ(fread(head, 1, 12, f), 12);
+	fclose(f);
+	CHECK(!strcmp(head, "boot entries"));
+	/* create starts over. */
+	CHECK_EQ(ovmf_nvram_create(&fw, nvram, err, sizeof(err)), 0);
+	f = fopen(nvram, "r");
+	CHECK_EQ(fgetc(f), 0x5a);
+	fclose(f);
+
+	/* A store of another build's size is refused, not overwritten. */
+	write_file(nvram, 540672, 0);
+	CHECK_EQ(ovmf_nvram_prepare(&fw, nvram, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "another OVMF build") != NULL);
+	CHECK_EQ(file_size(nvram), 540672);
+
+	/* CODE and VARS of different builds. */
+	write_file(other, 540672, 0);
+	struct ovmf_files mixed = {.code = code, .vars = other};
+	CHECK_EQ(ovmf_check(&mixed, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "not one build's pair") != NULL);
+	CHECK_EQ(ovmf_nvram_prepare(&mixed, nvram, err, sizeof(err)), -EINVAL);
+
+	/* Missing files name themselves. */
+	struct ovmf_files gone = {.code = code, .vars = "/nonexistent/VARS.fd"};
+	CHECK_EQ(ovmf_check(&gone, err, sizeof(err)), -ENOENT);
+	CHECK(strstr(err, "template /nonexistent/VARS.fd") != NULL);
+	CHECK_EQ(ovmf_nvram_create(&gone, nvram, err, sizeof(err)), -ENOENT);
+	gone.code = "/nonexistent/CODE.fd";
+	gone.vars = vars;
+	CHECK_EQ(ovmf_check(&gone, err, sizeof(err)), -ENOENT);
+	CHECK(strstr(err, "OVMF firmware /nonexistent/CODE.fd") != NULL);
+	struct ovmf_files dir = {.code = code, .vars = tmpdir};
+	CHECK_EQ(ovmf_check(&dir, err, sizeof(err)), -EINVAL);
+	CHECK_EQ(ovmf_nvram_create(&dir, nvram, err, sizeof(err)), -EINVAL);
+	unlink(nvram);
+	unlink(other);
+}
+
+/* The agent: an OVMF VM gets its store at define, loses it at delete; a
+ * start without the firmware files fails with the reason recorded. */
+static void test_api_ovmf(void)
+{
+	uv_loop_t loop;
+	struct hostd *h;
+	struct test_agent ag;
+	char req[512], code[128], vars[128], nvram[192];
+	fake_ovmf(code, vars, sizeof(code));
+	test_agent_init(&ag, "agent-ovmf");
+	ag.cfg.ovmf_code = code;
+	ag.cfg.ovmf_vars = vars;
+	snprintf(nvram, sizeof(nvram), "%s/vms/u1.nvram.fd", ag.state);
+	uv_loop_init(&loop);
+	CHECK_EQ(hostd_new(&loop, &ag.cfg, &h), 0);
+	snprintf(req, sizeof(req),
+		 "{\"op\": \"vm.define\", \"def\": {\"name\": \"u1\", "
+		 "\"memory_mib\": 64, \"boot\": {\"firmware\": \"ovmf\"}, "
+		 "\"disks\": [{\"file\": \"%s\"}]}}",
+		 kernel);
+	CHECK(api_ok(h, req));
+	struct stat st;
+	CHECK_EQ(stat(nvram, &st), 0);
+	CHECK_EQ(st.st_mode & 0777, 0600);
+	CHECK_EQ(st.st_size, 128 * 1024);
+	json_t *r = api(h, "{\"op\": \"vm.status\", \"name\": \"u1\"}");
+	CHECK(!strcmp(json_string_value(json_object_get(r, "nvram")), nvram));
+	json_decref(r);
+
+	/* The firmware gone: start refused, nothing run, reason kept. */
+	unlink(vars);
+	unlink(nvram);
+	CHECK(api_err(h, "{\"op\": \"vm.start\", \"name\": \"u1\"}",
+		      "OVMF variable store template", "ENOENT"));
+	r = api(h, "{\"op\": \"vm.status\", \"name\": \"u1\"}");
+	CHECK(
+	    !strcmp(json_string_value(json_object_get(r, "state")), "defined"));
+	CHECK(strstr(json_string_value(json_object_get(r, "reason")),
+		     "start failed: OVMF variable store template") != NULL);
+	CHECK_EQ(json_integer_value(json_object_get(r, "pid")), 0);
+	json_decref(r);
+	/* Nor can another OVMF VM be defined. */
+	snprintf(req, sizeof(req),
+		 "{\"op\": \"vm.define\", \"def\": {\"name\": \"u2\", "
+		 "\"memory_mib\": 64, \"boot\": {\"firmware\": \"ovmf\"}, "
+		 "\"disks\": [{\"file\": \"%s\"}]}}",
+		 kernel);
+	CHECK(api_err(h, req, "OVMF variable store template", "ENOENT"));
+	CHECK(api_err(h, "{\"op\": \"vm.status\", \"name\": \"u2\"}", "no VM",
+		      "ENOENT"));
+
+	/* Delete takes the store with it. */
+	fake_ovmf(code, vars, sizeof(code));
+	char err[256];
+	struct ovmf_files fw = {.code = code, .vars = vars};
+	CHECK_EQ(ovmf_nvram_create(&fw, nvram, err, sizeof(err)), 0);
+	CHECK(api_ok(h, "{\"op\": \"vm.delete\", \"name\": \"u1\"}"));
+	CHECK(access(nvram, F_OK) != 0);
+	test_agent_stop(&loop, h);
 	CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
@@ -699,6 +879,8 @@ int main(void)
 	test_cgroup();
 	test_accel_forced();
 	test_api();
+	test_ovmf();
+	test_api_ovmf();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
