@@ -608,12 +608,135 @@ static int run_nop(const char *iqn)
 	return g_failures ? 1 : 0;
 }
 
+/* Text Request (SendTargets=All, or an empty continuation with ttt). */
+static bool text_req(int fd, uint32_t itt, uint32_t ttt, const char *text)
+{
+	uint8_t b[ISCSI_BHS_SIZE];
+	uint32_t dlen = text ? (uint32_t)strlen(text) + 1 : 0;
+	iscsi_pdu_init(b, ISCSI_OP_TEXT_REQ | ISCSI_FLAG_IMMEDIATE, 0x80, dlen);
+	put_be32(b + 16, itt);
+	put_be32(b + 20, ttt);
+	put_be32(b + 24, g_cmdsn);
+	put_be32(b + 28, g_statsn);
+	return send_pdu(fd, b, text, dlen, false, false);
+}
+
+/* A SendTargets answer longer than the MaxRecvDataSegmentLength we
+ * declare (512) comes in pieces (RFC 7143 11.11: C=1 and a TTT until the
+ * last, F=1); each piece is asked for with that TTT. A wrong TTT is
+ * rejected; a new request drops the old answer. Expects ntargets names. */
+static int run_text(unsigned ntargets)
+{
+	int fd = conn_open();
+	char t[1024], r[8192];
+	size_t n = 0;
+	uint8_t rf = 0;
+	g_cmdsn = 1;
+	g_statsn = 0;
+	n = kv(t, n, "InitiatorName", "iqn.2026-11.org.cairn:bad-input");
+	n = kv(t, n, "SessionType", "Discovery");
+	n = kv(t, n, "AuthMethod", "None");
+	check(fd >= 0 && login_step(fd, 0x80 | 1, t, n, r, sizeof(r), &rf) == 0,
+	      "text: security stage");
+	n = kv(t, 0, "HeaderDigest", "None");
+	n = kv(t, n, "DataDigest", "None");
+	n = kv(t, n, "MaxRecvDataSegmentLength", "512");
+	check(fd >= 0 &&
+		  login_step(fd, 0x80 | (1 << 2) | 3, t, n, r, sizeof(r),
+			     &rf) == 0 &&
+		  (rf & 0x80),
+	      "text: discovery login");
+	if (g_failures) {
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	static char all[1 << 20];
+	size_t got = 0;
+	unsigned pieces = 0;
+	uint8_t rb[ISCSI_BHS_SIZE];
+	uint32_t ttt = ISCSI_RSVD_TAG;
+	for (;;) {
+		uint32_t dlen = 0;
+		bool ok = text_req(fd, 0x51, ttt, pieces ? NULL : "SendTargets=All") &&
+			  recv_pdu(fd, rb, (uint8_t *)all + got,
+				   sizeof(all) - got, &dlen) == 1 &&
+			  (rb[0] & 0x3f) == ISCSI_OP_TEXT_RSP &&
+			  get_be32(rb + 16) == 0x51 && dlen <= 512;
+		check(ok, "text: piece %u", pieces);
+		if (!ok)
+			break;
+		g_statsn = get_be32(rb + 24) + 1;
+		got += dlen;
+		pieces++;
+		bool final = rb[1] & 0x80, cont = rb[1] & 0x40;
+		ttt = get_be32(rb + 20);
+		if (final) {
+			check(!cont && ttt == ISCSI_RSVD_TAG,
+			      "text: last piece has C=0 and no TTT");
+			break;
+		}
+		check(cont && ttt != ISCSI_RSVD_TAG,
+		      "text: a non-final piece has C=1 and a TTT");
+		if (!cont || ttt == ISCSI_RSVD_TAG || pieces > 10000)
+			break;
+		if (pieces == 2) {
+			/* A continuation naming another TTT: Reject, and the
+			 * real one still works. */
+			uint32_t rl = 0;
+			uint8_t rd[512];
+			check(text_req(fd, 0x51, ttt ^ 0x5a5a, NULL) &&
+				  recv_pdu(fd, rb, rd, sizeof(rd), &rl) == 1 &&
+				  (rb[0] & 0x3f) == ISCSI_OP_REJECT &&
+				  rb[2] == ISCSI_REJECT_INVALID_FIELD,
+			      "text: a wrong TTT is rejected");
+		}
+	}
+	unsigned names = 0;
+	for (size_t i = 0; i + 11 <= got; i++)
+		if ((i == 0 || all[i - 1] == '\0') &&
+		    !memcmp(all + i, "TargetName=", 11))
+			names++;
+	check(pieces > 1, "text: the answer came in %u pieces", pieces);
+	check(names == ntargets, "text: %u target names, want %u", names,
+	      ntargets);
+	/* Start over, then a new request before the end: the old answer is
+	 * dropped and the new one is whole. */
+	uint32_t dlen = 0;
+	check(text_req(fd, 0x52, ISCSI_RSVD_TAG, "SendTargets=All") &&
+		  recv_pdu(fd, rb, (uint8_t *)all, sizeof(all), &dlen) == 1 &&
+		  (rb[1] & 0x40),
+	      "text: a second request, first piece");
+	g_statsn = get_be32(rb + 24) + 1;
+	uint32_t old_ttt = get_be32(rb + 20);
+	check(text_req(fd, 0x53, ISCSI_RSVD_TAG, "SendTargets=All") &&
+		  recv_pdu(fd, rb, (uint8_t *)all, sizeof(all), &dlen) == 1 &&
+		  (rb[0] & 0x3f) == ISCSI_OP_TEXT_RSP && get_be32(rb + 16) == 0x53,
+	      "text: a new request while one is pending");
+	g_statsn = get_be32(rb + 24) + 1;
+	uint8_t rd[512];
+	check(text_req(fd, 0x52, old_ttt, NULL) &&
+		  recv_pdu(fd, rb, rd, sizeof(rd), &dlen) == 1 &&
+		  (rb[0] & 0x3f) == ISCSI_OP_REJECT,
+	      "text: the dropped answer's TTT is rejected");
+	close(fd);
+	printf("text: %u targets in %u pieces of at most 512 bytes\n", names,
+	       pieces);
+	printf("%d check(s) failed\n", g_failures);
+	return g_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && strcmp(argv[1], "--nop") == 0) {
 		g_host = argv[2];
 		g_port = argv[3];
 		return run_nop(argv[4]);
+	}
+	if (argc == 5 && strcmp(argv[1], "--text") == 0) {
+		g_host = argv[2];
+		g_port = argv[3];
+		return run_text((unsigned)atoi(argv[4]));
 	}
 	if (argc == 7 && strcmp(argv[1], "--fuzz") == 0) {
 		g_host = argv[2];
@@ -625,8 +748,9 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"usage: %s HOST PORT OPEN_IQN CHAP_IQN USER SECRET\n"
 			"       %s --fuzz HOST PORT OPEN_IQN ROUNDS SEED\n"
-			"       %s --nop HOST PORT IQN\n",
-			argv[0], argv[0], argv[0]);
+			"       %s --nop HOST PORT IQN\n"
+			"       %s --text HOST PORT NTARGETS\n",
+			argv[0], argv[0], argv[0], argv[0]);
 		return 2;
 	}
 	g_host = argv[1];

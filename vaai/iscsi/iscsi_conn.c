@@ -24,6 +24,7 @@ static void iscsi_conn_closed(uv_handle_t *h)
 		iscsi_session_remove_conn(c->sess, c);
 	iscsi_nop_stop(c);
 	iscsi_login_free(&c->login);
+	iscsi_scsi_text_drop(c);
 	free(c->rbuf);
 	srv_conn_gone(&c->srv->net, &c->base);
 	free(c);
@@ -71,6 +72,14 @@ void iscsi_conn_close(struct iscsi_conn *c, bool hard)
 		iscsi_conn_update_reading(c);
 	}
 	iscsi_conn_maybe_finish(c);
+}
+
+uint32_t iscsi_conn_new_ttt(struct iscsi_conn *c)
+{
+	uint32_t ttt = c->next_ttt++;
+	if (c->next_ttt == ISCSI_RSVD_TAG)
+		c->next_ttt = 1;
+	return ttt;
 }
 
 void iscsi_conn_io_done(struct iscsi_conn *c)

@@ -156,6 +156,12 @@ struct iscsi_conn {
 	uint8_t logout_reason;
 	bool logout_session;
 
+	/* A Text Response longer than max_send_dsl, sent in pieces: the rest
+	 * goes when the initiator asks with text_ttt (§ 11.10.4, 11.11). */
+	char *text_rsp;
+	size_t text_len, text_off;
+	uint32_t text_itt, text_ttt;
+
 	/* iscsi_nop.c */
 	uv_timer_t *nop_timer;
 	uint64_t last_rx; /* loop time of the last read */
@@ -244,6 +250,8 @@ void iscsi_conn_reject(struct iscsi_conn *c, const uint8_t *bhs,
  * closing. */
 void iscsi_conn_io_done(struct iscsi_conn *c);
 void iscsi_conn_task_put(struct iscsi_task *t);
+/* A target transfer tag of this connection's, never the reserved one. */
+uint32_t iscsi_conn_new_ttt(struct iscsi_conn *c);
 
 /* iscsi_nop.c */
 void iscsi_nop_start(struct iscsi_conn *c); /* full feature phase begins */
@@ -283,6 +291,8 @@ void iscsi_scsi_pdu(struct iscsi_conn *c, const struct iscsi_bhs *h,
 /* The data digest of a Data-Out or immediate data was wrong: the PDU is
  * rejected (§ 7.8). */
 void iscsi_scsi_digest_error(struct iscsi_conn *c, const struct iscsi_bhs *h);
+/* Frees what is left of a long Text Response (connection gone). */
+void iscsi_scsi_text_drop(struct iscsi_conn *c);
 void iscsi_scsi_logout_check(struct iscsi_conn *c);
 /* Frees tasks not yet in the SCSI core (connection closing). */
 void iscsi_scsi_drop_tasks(struct iscsi_conn *c);

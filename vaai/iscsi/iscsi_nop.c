@@ -26,9 +26,7 @@ static void iscsi_nop_ping(struct iscsi_conn *c, uint64_t now)
 					    ISCSI_FLAG_FINAL, NULL, 0, false);
 	if (!o)
 		return;
-	c->nop_ttt = c->next_ttt++;
-	if (c->next_ttt == ISCSI_RSVD_TAG)
-		c->next_ttt = 1;
+	c->nop_ttt = iscsi_conn_new_ttt(c);
 	/* LUN 0, ITT reserved, our TTT; StatSN not advanced (§ 11.19.3). */
 	put_be32(o->hdr + 16, ISCSI_RSVD_TAG);
 	put_be32(o->hdr + 20, c->nop_ttt);

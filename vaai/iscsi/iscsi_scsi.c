@@ -244,11 +244,9 @@ static void iscsi_scsi_r2t(struct iscsi_task *t)
 		iscsi_pdu_lun_encode(t->cmd.lun, hd + 8);
 		put_be32(hd + 16, t->itt);
 		*r = (struct iscsi_r2t){.used = true,
-					.ttt = c->next_ttt++,
+					.ttt = iscsi_conn_new_ttt(c),
 					.off = t->r2t_next,
 					.len = n};
-		if (c->next_ttt == ISCSI_RSVD_TAG)
-			c->next_ttt = 1;
 		put_be32(hd + 20, r->ttt);
 		put_be32(hd + 36, t->r2tsn++);
 		put_be32(hd + 40, t->r2t_next);
@@ -680,6 +678,37 @@ static void iscsi_scsi_sendtargets(struct iscsi_conn *c, const char *what,
 	}
 }
 
+/* Sends the next piece of the pending long Text Response: at most what
+ * the initiator accepts per PDU, C=1 and our TTT while more follows, F=1
+ * and TTT reserved on the last (§ 11.11.1, 11.11.4). Key=value pairs may
+ * span pieces: the initiator joins them (§ 6.2). */
+static void iscsi_scsi_text_piece(struct iscsi_conn *c, const struct iscsi_bhs *h)
+{
+	size_t n = c->text_len - c->text_off;
+	bool last = n <= c->max_send_dsl;
+	if (!last)
+		n = c->max_send_dsl;
+	struct iscsi_out *o = iscsi_out_new(
+	    c, ISCSI_OP_TEXT_RSP, last ? ISCSI_FLAG_FINAL : ISCSI_TEXT_CONTINUE,
+	    c->text_rsp + c->text_off, (uint32_t)n, true);
+	if (!o)
+		return;
+	c->text_off += n;
+	memcpy(o->hdr + 8, h->lun_raw, 8);
+	put_be32(o->hdr + 16, c->text_itt);
+	put_be32(o->hdr + 20, last ? ISCSI_RSVD_TAG : c->text_ttt);
+	if (last)
+		iscsi_scsi_text_drop(c);
+	iscsi_conn_queue(c, o, true);
+}
+
+void iscsi_scsi_text_drop(struct iscsi_conn *c)
+{
+	free(c->text_rsp);
+	c->text_rsp = NULL;
+	c->text_len = c->text_off = 0;
+}
+
 static void iscsi_scsi_text(struct iscsi_conn *c, const struct iscsi_bhs *h,
 			    const uint8_t *ahs, size_t ahs_len, uint8_t *data,
 			    uint32_t dlen)
@@ -694,6 +723,19 @@ static void iscsi_scsi_text(struct iscsi_conn *c, const struct iscsi_bhs *h,
 		iscsi_conn_reject(c, b, ISCSI_REJECT_INVALID_FIELD);
 		return;
 	}
+	uint32_t ttt = get_be32(b + 20);
+	if (ttt != ISCSI_RSVD_TAG) {
+		/* § 11.10.4: the initiator asks for the rest of the response
+		 * it was given this TTT for, under the same ITT. */
+		if (!c->text_rsp || ttt != c->text_ttt || h->itt != c->text_itt)
+			iscsi_conn_reject(c, b, ISCSI_REJECT_INVALID_FIELD);
+		else
+			iscsi_scsi_text_piece(c, h);
+		return;
+	}
+	/* A request with the TTT reserved starts anew, dropping what was
+	 * left of an earlier response (§ 11.10.4). */
+	iscsi_scsi_text_drop(c);
 	char *text = malloc(dlen + 1);
 	if (!text) {
 		iscsi_conn_close(c, true);
@@ -715,21 +757,18 @@ static void iscsi_scsi_text(struct iscsi_conn *c, const struct iscsi_bhs *h,
 			iscsi_text_add(&resp, kv[i].key, "NotUnderstood");
 	}
 	free(text);
-	if (resp.oom || resp.len > c->max_send_dsl) {
+	if (resp.oom) {
 		iscsi_text_free(&resp);
-		iscsi_conn_reject(c, b, ISCSI_REJECT_LONG_OP);
+		iscsi_conn_close(c, true);
 		return;
 	}
-	struct iscsi_out *o =
-	    iscsi_out_new(c, ISCSI_OP_TEXT_RSP, ISCSI_FLAG_FINAL, resp.buf,
-			  (uint32_t)resp.len, true);
-	iscsi_text_free(&resp);
-	if (!o)
-		return;
-	memcpy(o->hdr + 8, h->lun_raw, 8);
-	put_be32(o->hdr + 16, h->itt);
-	put_be32(o->hdr + 20, ISCSI_RSVD_TAG);
-	iscsi_conn_queue(c, o, true);
+	/* The response is ours until its last piece is sent. */
+	c->text_rsp = resp.buf;
+	c->text_len = resp.len;
+	c->text_off = 0;
+	c->text_itt = h->itt;
+	c->text_ttt = iscsi_conn_new_ttt(c);
+	iscsi_scsi_text_piece(c, h);
 }
 
 /* § 11.14: the response goes once this connection's commands are done;
