@@ -5,7 +5,8 @@
 # the pattern is everywhere; BLOCK ERASE reads back zeroes; a cairnd
 # SIGTERM in the middle of an OVERWRITE stops cleanly (no sanitizer report,
 # exit 0) and the sanitize resumes when cairnd starts again (SBC-4 4.11.2),
-# so the LU is never ready half-sanitized; a kill -9 the same.
+# from its last checkpoint (every 16 MiB, recorded once durable), so the LU
+# is never ready half-sanitized; a kill -9 the same.
 set -euo pipefail
 . "$(dirname "$0")/lib_cairnd.sh"
 cairn_init "$@"
@@ -75,15 +76,31 @@ timeout 60 qemu-img convert -f raw -O raw "$URL/0" "$T/c.img" ||
 cmp -s "$T/c.img" <(head -c 64M /dev/zero) || fail "not zeroes"
 echo "ok   - 64 MiB read back as zeroes"
 
-step "SIGTERM during an OVERWRITE"
+step "SIGTERM during an OVERWRITE, after a checkpoint"
 cdb 0 sanitize 1 immed >/dev/null || fail "sanitize overwrite"
 expect "in progress" "$(cdb 0 tur)" "status 2 sense 2/04/1b"
+# Past 30 % (19 MiB of 64) the checkpoint at 16 MiB is durable: the
+# OVERWRITE only goes on once it is recorded.
+for ((i = 0; i < 600; i++)); do
+	p=$(cdb 0 progress) || fail "progress"
+	((${p#progress } >= 19661)) && break
+	sleep 0.1
+done
+((${p#progress } >= 19661)) || fail "no progress past 30 %: $p"
+echo "ok   - $p of 65535 when stopped"
 cairnd_stop
 grep -q "SANITIZE interrupted by shutdown" "$CAIRND_LOG" ||
 	fail "no log line for the interrupted sanitize"
 start
 expect "resumed after the restart" "$(cdb 0 tur)" "status 2 sense 2/04/1b"
+line=$(grep -o "resuming an interrupted SANITIZE at pass 1, offset [0-9]* MiB" "$CAIRND_LOG") ||
+	fail "no resume line in $CAIRND_LOG"
+off=${line##*offset }
+off=${off% MiB}
+((off >= 16 && off % 16 == 0)) || fail "resumed at $off MiB, not at a checkpoint of 16 MiB or more"
+echo "ok   - $line"
 wait_ready
+check_pattern
 
 step "kill -9 during an OVERWRITE"
 timeout 60 qemu-img convert -n -f raw -O raw "$T/a.img" "$URL/0" ||

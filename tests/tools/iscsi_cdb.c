@@ -9,6 +9,9 @@
  *   iscsi_cdb URL ISID caps                   "ptpl_c C ptpl_a A"
  *   iscsi_cdb URL ISID write                  one block at LBA 0: "status S"
  *   iscsi_cdb URL ISID tur                    "status S sense K/ASC/ASCQ"
+ *   iscsi_cdb URL ISID progress               "progress N": TEST UNIT
+ *                                             READY's progress indication
+ *                                             (0..65535; 0 when none)
  *   iscsi_cdb URL ISID sanitize SA [immed]    SANITIZE OVERWRITE (SA 1, pattern
  *                                           "CAIRN!!!", one pass) or
  *                                           BLOCK ERASE (SA 2)
@@ -138,6 +141,13 @@ int main(int argc, char **argv)
 			printf("status %d sense %x/%02x/%02x\n", t->status,
 			       t->sense.key, t->sense.ascq >> 8,
 			       t->sense.ascq & 0xff);
+		rc = t ? 0 : 1;
+	} else if (!strcmp(cmd, "progress")) {
+		t = iscsi_testunitready_sync(iscsi, lun);
+		if (t)
+			printf("progress %u\n", t->sense.sense_specific
+						    ? t->sense.field_pointer
+						    : 0u);
 		rc = t ? 0 : 1;
 	} else if (!strcmp(cmd, "sanitize") && argc >= 5) {
 		int sa = atoi(argv[4]);

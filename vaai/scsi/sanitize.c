@@ -31,10 +31,14 @@
  * It survives a restart (4.11.2: it resumes after a power on): the vdisk
  * attribute "scsi.sanitize" holds the operation from its start (written,
  * durably, before any block is touched) to its end, and the failure state
- * after a failure; an LU that finds one starts the operation again from
- * the beginning (sanitize_lu_load). Encoding: "CSN" version(1), u8 SA,
- * u8 flags (1 AUSE, 2 INVERT, 4 failed), u8 OVERWRITE COUNT, u8 0, be16
- * pattern length, the pattern. */
+ * after a failure; an LU that finds one carries on with the operation
+ * (sanitize_lu_load). Every SANITIZE_CHECKPOINT bytes an OVERWRITE makes
+ * what it wrote durable (a FLUSH: the group commit) and only then records
+ * how far it got, so a restart resumes at the last checkpoint, never past
+ * a block whose new contents could be lost. Encoding: "CSN" version(1),
+ * u8 SA, u8 flags (1 AUSE, 2 INVERT, 4 failed), u8 OVERWRITE COUNT, u8 0,
+ * be16 pattern length, the pattern; then, once a checkpoint was taken,
+ * u8 pass and be64 offset (bytes of that pass done). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +47,8 @@
 
 #define SANITIZE_PIECE (1u << 20)
 #define SANITIZE_RATE (32ull << 20) /* bytes per second */
+#define SANITIZE_CHECKPOINT (16ull << 20) /* OVERWRITE bytes between them */
+#define SANITIZE_CK_LEN 9u /* u8 pass, be64 offset */
 
 #define SA_OVERWRITE 0x01
 #define SA_BLOCK_ERASE 0x02
@@ -70,10 +76,14 @@ struct scsi_sanitize {
 	uint8_t *pat[2]; /* one piece: pattern, inverted pattern */
 	uint64_t off, size;
 	uint64_t t0, written; /* for the rate */
+	uint64_t since_ck;    /* bytes written since the last checkpoint */
+	bool ck_flush;        /* the FLUSH in flight is a checkpoint's */
 	struct scsi_task *waiter; /* IMMED=0: the command, until aborted */
 };
 
 static void sanitize_next(struct scsi_sanitize *s);
+static void sanitize_submit(struct scsi_sanitize *s, enum sds_op op,
+			    uint64_t off, uint64_t len, void *buf);
 
 static void sanitize_timer_cb(uv_timer_t *t)
 {
@@ -109,7 +119,7 @@ static int sanitize_store(struct scsi_lu *lu, const struct scsi_sanitize *s,
 {
 	if (!s)
 		return sds_vdisk_attr_set(lu->vd, SANITIZE_ATTR, NULL, 0);
-	uint8_t d[SANITIZE_HDR + SDS_BLOCK_SIZE] = {0};
+	uint8_t d[SANITIZE_HDR + SDS_BLOCK_SIZE + SANITIZE_CK_LEN] = {0};
 	memcpy(d, SANITIZE_MAGIC, 4);
 	d[4] = s->sa;
 	d[5] = (uint8_t)((s->ause ? SANITIZE_F_AUSE : 0) |
@@ -118,8 +128,13 @@ static int sanitize_store(struct scsi_lu *lu, const struct scsi_sanitize *s,
 	d[6] = (uint8_t)s->passes;
 	put_be16(d + 8, s->ipl);
 	memcpy(d + SANITIZE_HDR, s->raw, s->ipl);
-	return sds_vdisk_attr_set(lu->vd, SANITIZE_ATTR, d,
-				  SANITIZE_HDR + s->ipl);
+	size_t len = SANITIZE_HDR + s->ipl;
+	if (!failed && (s->pass || s->off)) {
+		d[len] = (uint8_t)s->pass;
+		put_be64(d + len + 1, s->off);
+		len += SANITIZE_CK_LEN;
+	}
+	return sds_vdisk_attr_set(lu->vd, SANITIZE_ATTR, d, len);
 }
 
 /* Ends the operation: the LU becomes ready again, or enters the failure
@@ -169,6 +184,18 @@ static void sanitize_io_done(struct sds_io *io, int status)
 		sanitize_finish(s, status);
 		return;
 	}
+	if (io->op == SDS_OP_FLUSH && s->ck_flush) {
+		/* Everything so far is durable: now say so. A record that
+		 * cannot be updated keeps the older one (more is redone). */
+		s->ck_flush = false;
+		s->since_ck = 0;
+		int rc = sanitize_store(s->lu, s, false);
+		if (rc)
+			log_warn("scsi", "%s: sanitize checkpoint: %s",
+				 s->lu->name, strerror(-rc));
+		sanitize_next(s);
+		return;
+	}
 	if (io->op == SDS_OP_FLUSH) {
 		s->flushed = true;
 		sanitize_finish(s, 0);
@@ -179,8 +206,15 @@ static void sanitize_io_done(struct sds_io *io, int status)
 	else
 		s->off += io->len;
 	s->written += io->len;
+	s->since_ck += io->len;
 	if (s->off >= s->size && ++s->pass < s->passes)
 		s->off = 0;
+	if (io->op == SDS_OP_WRITE && s->since_ck >= SANITIZE_CHECKPOINT &&
+	    s->pass < s->passes) {
+		s->ck_flush = true;
+		sanitize_submit(s, SDS_OP_FLUSH, 0, 0, NULL);
+		return;
+	}
 	/* Keep to SANITIZE_RATE: wait until the bytes written so far are
 	 * due. */
 	uint64_t due = s->t0 + s->written * 1000 / SANITIZE_RATE;
@@ -372,6 +406,19 @@ void sbc_sanitize(struct scsi_task *tk)
 	}
 }
 
+/* The record's checkpoint, if it has one and it fits the LU. */
+static bool sanitize_load_checkpoint(struct scsi_sanitize *s,
+				     const struct scsi_lu *lu, const uint8_t *ck)
+{
+	unsigned pass = ck[0];
+	uint64_t off = get_be64(ck + 1);
+	if (pass >= s->passes || off > lu->size || off % lu->bs)
+		return false;
+	s->pass = pass;
+	s->off = off;
+	return true;
+}
+
 void sanitize_lu_load(struct scsi_lu *lu)
 {
 	uint8_t *d;
@@ -380,9 +427,10 @@ void sanitize_lu_load(struct scsi_lu *lu)
 	if (rc == -ENOENT)
 		return;
 	struct scsi_sanitize *s = rc ? NULL : calloc(1, sizeof(*s));
+	size_t base = len >= SANITIZE_HDR ? SANITIZE_HDR + get_be16(d + 8) : 0;
 	if (s && len >= SANITIZE_HDR && !memcmp(d, SANITIZE_MAGIC, 4) &&
 	    (d[4] == SA_OVERWRITE || d[4] == SA_BLOCK_ERASE) &&
-	    len == SANITIZE_HDR + get_be16(d + 8) &&
+	    (len == base || len == base + SANITIZE_CK_LEN) &&
 	    get_be16(d + 8) <= lu->bs &&
 	    (d[4] != SA_OVERWRITE || (get_be16(d + 8) && d[6]))) {
 		s->sa = d[4];
@@ -398,8 +446,15 @@ void sanitize_lu_load(struct scsi_lu *lu)
 			log_warn("scsi", "%s: in SANITIZE failure mode",
 				 lu->name);
 		} else {
-			log_warn("scsi", "%s: resuming an interrupted "
-				 "SANITIZE from the start", lu->name);
+			if (len > base && !sanitize_load_checkpoint(s, lu, d + base))
+				log_warn("scsi", "%s: SANITIZE checkpoint does "
+						 "not fit the LU; from the start",
+					 lu->name);
+			log_warn("scsi",
+				 "%s: resuming an interrupted SANITIZE at pass "
+				 "%u, offset %llu MiB",
+				 lu->name, s->pass + 1,
+				 (unsigned long long)(s->off >> 20));
 			rc = sanitize_start(lu, s);
 		}
 	} else {
