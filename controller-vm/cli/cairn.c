@@ -14,9 +14,9 @@
  * 1 an error (from the server, the network or the environment), 2 usage. */
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "http_body.h"
 #include "size.h"
 
@@ -552,16 +553,15 @@ static void read_secret(const char *prompt, char *out, size_t len)
 /* Writes the new password where ADMIN_PASSWORD_FILE points, atomically. */
 static void update_password_file(const char *path, const char *pw)
 {
-	char tmp[4200];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		die("the password changed, but %s: %s", tmp, strerror(errno));
-	size_t n = strlen(pw);
-	if (write(fd, pw, n) != (ssize_t)n || write(fd, "\n", 1) != 1 ||
-	    fsync(fd) || close(fd) || rename(tmp, path))
+	char line[320];
+	int n = snprintf(line, sizeof(line), "%s\n", pw);
+	int rc = n < (int)sizeof(line)
+		     ? file_write_atomic(path, line, (size_t)n, 0600)
+		     : -E2BIG;
+	OPENSSL_cleanse(line, sizeof(line));
+	if (rc < 0)
 		die("the password changed, but writing %s failed: %s", path,
-		    strerror(errno));
+		    strerror(-rc));
 }
 
 static int cmd_password_change(bool generate)

@@ -19,7 +19,6 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "http_body.h"
 #include "log.h"
 #include "util.h"
@@ -62,21 +62,10 @@ static int node__mkdirs(const char *dir)
 	return 0;
 }
 
-/* Writes a file atomically (tmp + rename). */
+/* A text file, written atomically and durably (lib/file.c). */
 static int node__write(const char *path, const char *text, mode_t mode)
 {
-	char tmp[1200];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return -errno;
-	size_t n = strlen(text);
-	ssize_t w = write(fd, text, n);
-	int rc = (w == (ssize_t)n && fsync(fd) == 0) ? 0 : -EIO;
-	close(fd);
-	if (!rc && rename(tmp, path) != 0)
-		rc = -errno;
-	return rc;
+	return file_write_atomic(path, text, strlen(text), mode);
 }
 
 /* ---- HTTPS to the cluster we join --------------------------------------- */

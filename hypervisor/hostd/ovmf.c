@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
+
 /* Template and store sizes are a few hundred KiB; anything past this is not
  * an OVMF variable store. */
 #define OVMF_VARS_MAX (16u << 20)
@@ -124,7 +126,7 @@ int ovmf_nvram_create(const struct ovmf_files *fw, const char *nvram, char *err,
 	/* 0600: the store holds what the guest put there (boot entries, and
 	 * for Secure Boot its keys); only the agent (and QEMU, run by it)
 	 * has business with it. */
-	rc = vm_file_write_atomic(nvram, buf, len, 0600);
+	rc = file_write_atomic(nvram, buf, len, 0600);
 	free(buf);
 	if (rc < 0)
 		snprintf(err, errlen,

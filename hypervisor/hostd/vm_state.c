@@ -13,15 +13,14 @@
  * (hostd.c re-attaches a live QEMU or marks a dead one crashed). */
 #include <cairn/hostd.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "util.h"
 
 static const char *const vm_state_names[VM_STATE_COUNT] = {
@@ -80,53 +79,6 @@ static int vm_state__path(char *out, size_t n, const char *dir,
 	return r < 0 || (size_t)r >= n ? -ENAMETOOLONG : 0;
 }
 
-int vm_file_write_atomic(const char *path, const void *buf, size_t len,
-			 unsigned mode)
-{
-	char tmp[PATH_MAX], dir[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	int fd =
-	    open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
-	if (fd < 0)
-		return -errno;
-	/* open() applies the umask only when it creates the file; a temp
-	 * file left by a crash keeps its old mode. */
-	int rc = fchmod(fd, (mode_t)mode) < 0 ? -errno : 0;
-	size_t off = 0;
-	while (!rc && off < len) {
-		ssize_t w = write(fd, (const char *)buf + off, len - off);
-		if (w < 0)
-			rc = -errno;
-		else
-			off += (size_t)w;
-	}
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc) {
-		unlink(tmp);
-		return rc;
-	}
-	/* The rename itself must be durable. */
-	str_copy(dir, path, sizeof(dir));
-	char *slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-}
-
 int vm_record_save(const char *state_dir, const struct vm_record *r)
 {
 	char path[PATH_MAX];
@@ -150,7 +102,7 @@ int vm_record_save(const char *state_dir, const struct vm_record *r)
 	json_decref(j);
 	if (!s)
 		return -ENOMEM;
-	rc = vm_file_write_atomic(path, s, strlen(s), 0644);
+	rc = file_write_atomic(path, s, strlen(s), 0644);
 	free(s);
 	return rc;
 }

@@ -139,10 +139,6 @@ int vm_record_save(const char *state_dir, const struct vm_record *r);
 int vm_record_load(const char *path, struct vm_record *r, char *err,
 		   size_t errlen);
 int vm_record_remove(const char *state_dir, const char *name);
-/* Writes path atomically: path.tmp, fsync, rename, fsync of the directory.
- * Returns 0 or -errno (the temp file is removed). */
-int vm_file_write_atomic(const char *path, const void *buf, size_t len,
-			 unsigned mode);
 
 /* ---- UEFI firmware and variable stores (hypervisor/hostd/ovmf.c) ---- */
 
