@@ -179,7 +179,7 @@ int hostd_vm_define(struct hostd *h, struct json_t *j, char *err, size_t errlen,
 	snprintf(vm->rec.reason, sizeof(vm->rec.reason), "defined");
 	/* A new VM gets an empty variable store, even if a file of an
 	 * earlier VM of that name is still there. */
-	bool uefi = d.boot == VM_BOOT_DISK && d.firmware == VM_FW_OVMF;
+	bool uefi = vm_def_uefi(&d);
 	if (uefi && ((rc = ovmf_check(&h->ovmf, err, errlen)) < 0 ||
 		     (rc = ovmf_nvram_create(&h->ovmf, vm->paths.nvram, err,
 					     errlen)) < 0)) {
@@ -272,7 +272,7 @@ static int hostd__spawn(struct hostd_vm *vm, char *err, size_t errlen)
 		0 ||
 	    (rc = vm_def_validate(d, &h->host, true, err, errlen)) < 0)
 		return rc;
-	if (d->boot == VM_BOOT_DISK && d->firmware == VM_FW_OVMF) {
+	if (vm_def_uefi(d)) {
 		if ((rc = ovmf_nvram_prepare(&h->ovmf, vm->paths.nvram, err,
 					     errlen)) < 0)
 			return rc;
@@ -831,10 +831,7 @@ struct json_t *hostd_vm_status(const struct hostd_vm *vm)
 	    "restart", vm_restart_name(d->restart), "restarts",
 	    vm->rec.restarts, "last_exit", vm->last_exit, "nics", nics,
 	    "attached", vm->attached, "qemu_log", vm->paths.qemu_log, "reboots",
-	    vm->reboots, "nvram",
-	    d->boot == VM_BOOT_DISK && d->firmware == VM_FW_OVMF
-		? vm->paths.nvram
-		: "");
+	    vm->reboots, "nvram", vm_def_uefi(d) ? vm->paths.nvram : "");
 }
 
 struct json_t *hostd_host_status(const struct hostd *h)
@@ -1105,15 +1102,13 @@ static void hostd__let_go(struct hostd_vm *vm)
 {
 	uv_timer_stop(&vm->stop_timer);
 	uv_timer_stop(&vm->poll_timer);
-	if (vm->proc) {
+	if (vm->proc || vm->attached)
 		log_info(HOSTD_LOG, "%s: agent stopping: QEMU pid %d left running",
 			 vm->rec.def.name, vm->rec.pid);
+	if (vm->proc) {
 		vm->h->closing++;
 		uv_close((uv_handle_t *)&vm->proc->p, hostd__proc_closed);
 		vm->proc = NULL;
-	} else if (vm->attached) {
-		log_info(HOSTD_LOG, "%s: agent stopping: QEMU pid %d left running",
-			 vm->rec.def.name, vm->rec.pid);
 	}
 	vm->attached = false;
 }

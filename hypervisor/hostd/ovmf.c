@@ -48,24 +48,32 @@ static int ovmf__size(const char *what, const char *path, off_t *size,
 	return 0;
 }
 
-int ovmf_check(const struct ovmf_files *fw, char *err, size_t errlen)
+/* ovmf_check, also giving the template's size. */
+static int ovmf__check(const struct ovmf_files *fw, off_t *vars, char *err,
+		       size_t errlen)
 {
-	off_t code, vars;
+	off_t code;
 	int rc;
 	if ((rc = ovmf__size("OVMF firmware", fw->code, &code, err, errlen)) <
 		0 ||
-	    (rc = ovmf__size("OVMF variable store template", fw->vars, &vars,
+	    (rc = ovmf__size("OVMF variable store template", fw->vars, vars,
 			     err, errlen)) < 0)
 		return rc;
-	off_t fd = code + vars;
+	off_t fd = code + *vars;
 	if (fd != (1 << 20) && fd != (2 << 20) && fd != (4 << 20)) {
 		snprintf(err, errlen,
 			 "OVMF %s (%lld bytes) and %s (%lld bytes) are not "
 			 "one build's pair (together not 1, 2 or 4 MiB)",
-			 fw->code, (long long)code, fw->vars, (long long)vars);
+			 fw->code, (long long)code, fw->vars, (long long)*vars);
 		return -EINVAL;
 	}
 	return 0;
+}
+
+int ovmf_check(const struct ovmf_files *fw, char *err, size_t errlen)
+{
+	off_t vars;
+	return ovmf__check(fw, &vars, err, errlen);
 }
 
 static int ovmf__read_template(const struct ovmf_files *fw, char **buf,
@@ -139,26 +147,17 @@ int ovmf_nvram_prepare(const struct ovmf_files *fw, const char *nvram,
 		       char *err, size_t errlen)
 {
 	off_t have, want;
-	struct stat st;
 	int rc;
-	if ((rc = ovmf_check(fw, err, errlen)) < 0)
+	if ((rc = ovmf__check(fw, &want, err, errlen)) < 0)
 		return rc;
-	if (stat(nvram, &st) < 0) {
-		if (errno != ENOENT) {
-			rc = -errno;
-			snprintf(err, errlen, "variable store %s: %s", nvram,
-				 strerror(-rc));
-			return rc;
-		}
+	rc = ovmf__size("variable store", nvram, &have, err, errlen);
+	if (rc == -ENOENT) {
 		/* Defined by an agent without variable stores, or removed
 		 * by hand: start from the template. */
 		rc = ovmf_nvram_create(fw, nvram, err, errlen);
 		return rc < 0 ? rc : 1;
 	}
-	if ((rc = ovmf__size("variable store", nvram, &have, err, errlen)) <
-		0 ||
-	    (rc = ovmf__size("OVMF variable store template", fw->vars, &want,
-			     err, errlen)) < 0)
+	if (rc < 0)
 		return rc;
 	if (have != want) {
 		snprintf(err, errlen,

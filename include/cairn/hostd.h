@@ -84,6 +84,12 @@ int vm_def_from_json(const struct json_t *j, struct vm_def *d, char *err,
 /* A new JSON object (caller decrefs), NULL on ENOMEM. */
 struct json_t *vm_def_to_json(const struct vm_def *d);
 void vm_def_free(struct vm_def *d);
+/* Boots from its first disk through OVMF: the VM has a UEFI variable
+ * store (ovmf.c). */
+static inline bool vm_def_uefi(const struct vm_def *d)
+{
+	return d->boot == VM_BOOT_DISK && d->firmware == VM_FW_OVMF;
+}
 /* Checks resources against the host and, with check_files, that every file
  * the VM needs exists. Returns 0 or -EINVAL with a message. */
 int vm_def_validate(const struct vm_def *d, const struct vm_host_limits *host,
