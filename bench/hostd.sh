@@ -19,6 +19,7 @@
 set -euo pipefail
 (($# == 1)) || { echo "usage: $0 BUILD_DIR" >&2; exit 2; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib_bench.sh"
 export CAIRN_ROOT=$ROOT
 . "$ROOT/tests/integration/lib_cairnd.sh"
 . "$ROOT/tests/integration/lib_hostd.sh"
@@ -111,7 +112,6 @@ for ((r = 1; r <= RUNS; r++)); do
 done
 cairnd_stop
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 minimum() { printf '%s\n' "$@" | sort -g | head -n 1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 mh=$(median "${hostd_t[@]}") mm=$(median "${manual_t[@]}")

@@ -34,6 +34,7 @@ if (($# != 1)); then
 	exit 2
 fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib_bench.sh"
 BUILD=$(cd "$1" && pwd) || { echo "bench: no build dir $1" >&2; exit 2; }
 cd "$ROOT"
 SDS=$BUILD/bin/cairn-sds
@@ -132,7 +133,6 @@ results=$OUT/iscsi-results.txt
 	printf '%-16s %10s %10s %8s\n' workload cairn tgt ratio
 } >"$results"
 lines=()
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 for qd in $QDS; do
 	for rw in randread randwrite; do
 		# Rounds alternate which target goes first, so a drift in the

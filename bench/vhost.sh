@@ -34,6 +34,7 @@ if (($# != 1)); then
 	exit 2
 fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib_bench.sh"
 BUILD=$(cd "$1" && pwd) || { echo "bench: no build dir $1" >&2; exit 2; }
 SDS=$BUILD/bin/cairn-sds
 CAIRND=$BUILD/bin/cairnd
@@ -219,7 +220,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	done
 done
 
-median() { printf '%s\n' $1 | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 {
 	echo "vhost-user-blk, guest under TCG (-smp 1, 512 MiB), fio libaio direct, ${RUNTIME}s, $ROUNDS round(s), median"
 	((QSD_RETRIES == 0)) || echo "qsd: $QSD_RETRIES guest run(s) hung and were repeated on a fresh qsd"
